@@ -1,0 +1,105 @@
+"""Knowledge distillation: logit KD (Hinton et al.) for classifiers and
+embedding KD (cosine + MSE) for sentence encoders, with the teacher's outputs
+computed once and cached for every epoch.
+
+Example:
+    >>> student = distill(student, teacher, DistillConfig(epochs=2), task, train, val)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesmith.compress.train import FitResult, fit
+from edgesmith.conf.base import RecipeError, at_least, between
+from edgesmith.conf.stage import StageConfig
+from edgesmith.models.tasks import Task, TensorSet
+
+
+@dataclass
+class DistillConfig(StageConfig):
+    kind = "distill"
+    loss: Literal["auto", "logit", "embedding"] = "auto"
+    epochs: int = field(default=3, metadata=at_least(1))
+    lr: float = field(default=1e-3, metadata=at_least(0, open_=True))
+    batch_size: int = field(default=64, metadata=at_least(1))
+    weight_decay: float = field(default=0.01, metadata=at_least(0))
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    patience: int | None = field(default=None, metadata=at_least(1))
+    temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
+    alpha: float = field(default=0.9, metadata=between(0, 1))
+    cosine_weight: float = field(default=1.0, metadata=at_least(0))
+    mse_weight: float = field(default=1.0, metadata=at_least(0))
+    val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+
+    def validate(self) -> None:
+        if self.cosine_weight == 0 and self.mse_weight == 0:
+            raise RecipeError("cosine_weight", "cosine_weight and mse_weight cannot both be 0")
+
+
+def logit_kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float) -> torch.Tensor:
+    t = temperature
+    kd = F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                  reduction="batchmean", log_target=True) * t * t
+    if labels is None or alpha >= 1:
+        return kd
+    return alpha * kd + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def embedding_kd_loss(student_emb, teacher_emb, cosine_weight: float, mse_weight: float) -> torch.Tensor:
+    cos = 1 - F.cosine_similarity(student_emb, teacher_emb, dim=-1).mean()
+    mse = ((student_emb - teacher_emb) ** 2).sum(-1).mean()
+    return cosine_weight * cos + mse_weight * mse
+
+
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    config: DistillConfig,
+    task: Task,
+    train: TensorSet,
+    val: TensorSet | None = None,
+    *,
+    device: str = "cpu",
+    checkpoint_dir: Path | None = None,
+    seed: int = 0,
+) -> tuple[nn.Module, FitResult]:
+    """Train ``student`` to match ``teacher`` on ``train``; returns the student
+    with its best weights on ``val`` (teacher agreement / cosine)."""
+    loss_kind = config.loss if config.loss != "auto" else ("logit" if task.kind == "classification" else "embedding")
+    if loss_kind == "logit" and task.kind != "classification":
+        raise RecipeError("loss", f"'logit' needs a classifier; this is a {task.kind} model: use 'embedding'")
+    if loss_kind == "embedding" and task.kind != "embedding":
+        raise RecipeError("loss", f"'embedding' needs a sentence encoder; this is a {task.kind} model: use 'logit'")
+    teacher.to(device).eval()
+    # the teacher's outputs, computed once and reused every epoch
+    cached = TensorSet(train.inputs, train.labels, aux=task.predict(teacher, train, device=device))
+
+    def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
+        out = model(*batch.inputs)
+        if loss_kind == "logit":
+            return logit_kd_loss(out, batch.aux, batch.labels, config.temperature, config.alpha)
+        return embedding_kd_loss(out, batch.aux, config.cosine_weight, config.mse_weight)
+
+    validate = None
+    if val is not None and len(val):
+        val_teacher = task.predict(teacher, val, device=device)
+
+        def validate(model: nn.Module) -> float:
+            m = task.metrics(task.predict(model, val, device=device), val_teacher, val.labels)
+            return m.get("teacher_agreement", m.get("cosine_to_teacher", 0.0))
+
+    result = fit(
+        student, task, cached, loss_fn,
+        epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+        weight_decay=config.weight_decay, schedule=config.schedule, patience=config.patience,
+        validate=validate, checkpoint_dir=checkpoint_dir, device=device, seed=seed,
+        desc=config.name or "distill",
+    )
+    return student, result

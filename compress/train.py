@@ -1,0 +1,155 @@
+"""The one training loop every technique uses (teacher training, distillation,
+later recovery fine-tuning): AdamW, an LR schedule, validation-based early
+stopping, best-checkpoint saving, a NaN guard and a progress bar."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgesmith.errors import StageError
+from edgesmith.models.io import clone_state, save_weights
+from edgesmith.models.tasks import Task, TensorSet
+from edgesmith.progress import progress_bar
+
+LossFn = Callable[[nn.Module, TensorSet], torch.Tensor]
+ValidateFn = Callable[[nn.Module], float]
+
+
+@dataclass
+class FitResult:
+    best_score: float | None
+    best_epoch: int
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int):
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.2)
+    if schedule == "cosine":
+        warm = max(1, total_steps // 20)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))),
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    train: TensorSet,
+    loss_fn: LossFn,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float = 0.0,
+    schedule: str = "onecycle",
+    patience: int | None = None,
+    validate: ValidateFn | None = None,
+    checkpoint_dir: Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` in place; on return it holds the best-validated weights.
+
+    A NaN/inf loss stops training with a :class:`StageError`; the best weights so
+    far are restored and, with ``checkpoint_dir``, already saved there.
+    """
+    torch.manual_seed(seed)  # dropout and friends: a re-run gives the same weights
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    sched = make_scheduler(opt, schedule, lr, steps_per_epoch * epochs)
+    gen = torch.Generator().manual_seed(seed)
+    best_score, best_epoch, best_state, bad_epochs = None, -1, None, 0
+    result = FitResult(None, -1, 0)
+    t0 = time.perf_counter()
+    with progress_bar() as bar:
+        job = bar.add_task(desc, total=steps_per_epoch * epochs)
+        for epoch in range(epochs):
+            running, n = 0.0, 0
+            for step, batch in enumerate(train.batches(batch_size, shuffle=True, generator=gen)):
+                batch = TensorSet(task.prepare(batch.inputs), batch.labels, aux=batch.aux).to(device)
+                loss = loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    if best_state is not None:
+                        model.load_state_dict(best_state)
+                    kept = f"; best weights (epoch {best_epoch + 1}) kept in {checkpoint_dir}" if checkpoint_dir and best_state else ""
+                    raise StageError(
+                        f"{desc}: loss became {loss.item()} at epoch {epoch + 1} step {step + 1}{kept}; "
+                        f"lower the learning rate (lr={lr})"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                sched.step()
+                running += loss.item() * len(batch)
+                n += len(batch)
+                bar.update(job, advance=1, description=f"{desc} ep {epoch + 1}/{epochs} loss {running / n:.4f}")
+            record = {"epoch": epoch + 1, "loss": running / max(n, 1)}
+            score = None
+            if validate is not None:
+                score = validate(model)
+                model.train()
+                record["val"] = score
+            result.history.append(record)
+            result.epochs_run = epoch + 1
+            if score is None or best_score is None or score > best_score:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                best_state = clone_state(model)
+                if checkpoint_dir is not None:
+                    save_weights(model, Path(checkpoint_dir) / "best.safetensors")
+            else:
+                bad_epochs += 1
+                if patience is not None and bad_epochs >= patience:
+                    bar.update(job, completed=steps_per_epoch * epochs)
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.best_score, result.best_epoch, result.seconds = best_score, best_epoch + 1, time.perf_counter() - t0
+    return result
+
+
+def augment_images(x: torch.Tensor, ops: list[str], gen: torch.Generator) -> torch.Tensor:
+    """Cheap batch augmentation: random horizontal flips, random shifts of up to 2 px."""
+    if "hflip" in ops:
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+    if "shift" in ops:
+        dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    return x
+
+
+def train_classifier(model: nn.Module, ctx, cfg, checkpoint_dir: Path | None = None) -> FitResult:
+    """Supervised training of a classifier on the run's train split (a teacher's
+    ``train:`` block): cross-entropy with label smoothing, augmentation, and
+    early stopping on held-out accuracy."""
+    train, val = ctx.train_val(cfg.val_fraction)
+    gen = torch.Generator().manual_seed(ctx.recipe.seed + 1)
+
+    def loss_fn(m: nn.Module, batch: TensorSet) -> torch.Tensor:
+        x = augment_images(batch.inputs[0], cfg.augment, gen) if cfg.augment else batch.inputs[0]
+        return nn.functional.cross_entropy(m(x), batch.labels, label_smoothing=cfg.label_smoothing)
+
+    def validate(m: nn.Module) -> float:
+        return ctx.task.metrics(ctx.task.predict(m, val, device=ctx.device), None, val.labels)["accuracy"]
+
+    return fit(model, ctx.task, train, loss_fn, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+               weight_decay=cfg.weight_decay, schedule=cfg.schedule, patience=cfg.patience,
+               validate=validate if val is not None else None, checkpoint_dir=checkpoint_dir,
+               device=ctx.device, seed=ctx.recipe.seed, desc="teacher")

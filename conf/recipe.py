@@ -1,0 +1,354 @@
+"""The recipe: the whole run in one validated object. YAML files in
+``conf/recipes/`` load into exactly these dataclasses, which the Python API takes
+too, so there is no second config language."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgesmith.conf.base import Config, RecipeError, at_least, between
+from edgesmith.errors import EdgesmithError
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = "minilm-sentiment"
+
+
+@dataclass
+class SourceConfig(Config):
+    """One data source: a named real data set or a generic file source."""
+
+    name: str
+    path: str | None = None
+    limit: int | None = field(default=None, metadata=at_least(1))
+    domain: list[str] | None = None
+    text_field: str = "text"
+    label_field: str | None = "label"
+    image_size: int | None = field(default=None, metadata=at_least(1))
+    grayscale: bool = False
+
+    def validate(self) -> None:
+        from edgesmith.data.sources import SOURCES
+
+        if self.name not in SOURCES:
+            raise RecipeError("name", SOURCES.unknown_message(self.name))
+        spec = SOURCES.get(self.name)
+        if spec.needs_path and not self.path:
+            raise RecipeError("path", f"source '{self.name}' needs a path to read from")
+        if self.path and not Path(os.path.expanduser(self.path)).exists():
+            raise RecipeError("path", f"no such file or directory '{self.path}'; fix the path")
+        if self.domain is not None and spec.domains is not None:
+            for i, d in enumerate(self.domain):
+                if d not in spec.domains:
+                    raise RecipeError(
+                        f"domain[{i}]", f"unknown domain {d!r}; choose from {', '.join(spec.domains)}"
+                    )
+
+
+@dataclass
+class SplitsConfig(Config):
+    """Sizes of the splits: a count (int) or a fraction of the pool (float in (0, 1])."""
+
+    train: int | float | None = None
+    calibration: int | float = 256
+    eval: int | float | None = None
+    eval_from: Literal["official", "pool"] = "official"
+
+    def validate(self) -> None:
+        for k in ("train", "calibration", "eval"):
+            v = getattr(self, k)
+            if v is None:
+                continue
+            if isinstance(v, float) and not 0 < v <= 1:
+                raise RecipeError(k, f"a fraction must be in (0, 1], got {v}")
+            if isinstance(v, int) and v < 1:
+                raise RecipeError(k, f"a count must be >= 1, got {v}")
+
+
+@dataclass
+class DataConfig(Config):
+    sources: list[SourceConfig]
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+    seed: int = 0
+    max_length: int = field(default=128, metadata=between(8, 512))
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise RecipeError("sources", "needs at least one source")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise RecipeError("std", "every std must be > 0")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Supervised training (the teacher's ``train:`` block)."""
+
+    epochs: int = field(default=4, metadata=at_least(1))
+    lr: float = field(default=3e-3, metadata=at_least(0, open_=True))
+    batch_size: int = field(default=128, metadata=at_least(1))
+    weight_decay: float = field(default=5e-4, metadata=at_least(0))
+    label_smoothing: float = field(default=0.0, metadata=between(0, 1, hi_open=True))
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
+    patience: int | None = field(default=None, metadata=at_least(1))
+    val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+
+
+@dataclass
+class TeacherConfig(Config):
+    source: Literal["torchvision", "hf", "package", "factory", "train"]
+    arch: str | None = None
+    weights: str | None = None
+    path: str | None = None
+    package: str | None = None
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    num_classes: int | None = field(default=None, metadata=at_least(2))
+    in_channels: int | None = field(default=None, metadata=at_least(1))
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize_embeddings: bool = True
+    train: TrainConfig | None = None
+
+    def validate(self) -> None:
+        need = {
+            "torchvision": ["arch"],
+            "hf": ["path"],
+            "package": ["package"],
+            "factory": ["factory"],
+            "train": ["arch", "train"],
+        }[self.source]
+        for k in need:
+            if getattr(self, k) in (None, ""):
+                raise RecipeError(k, f"required when source is '{self.source}'")
+        if self.source == "factory" and not re.fullmatch(r"[\w.]+:\w+", self.factory or ""):
+            raise RecipeError("factory", f"must look like 'package.module:function', got {self.factory!r}")
+        for k in ("weights", "path"):
+            v = getattr(self, k)
+            if v and not Path(os.path.expanduser(v)).exists():
+                raise RecipeError(k, f"no such file or directory '{v}'; fix the path")
+        if self.source == "train" and self.train is None:
+            raise RecipeError("train", "required when source is 'train'")
+
+
+@dataclass
+class StudentConfig(Config):
+    """The student: an architecture, or a rule that derives it from the teacher."""
+
+    arch: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    rule: Literal["keep-every", "keep-layers"] | None = None
+    keep_every: int = field(default=2, metadata=at_least(1))
+    keep_layers: list[int] | None = None
+    init_from_teacher: bool = True
+
+    def validate(self) -> None:
+        if (self.arch is None) == (self.rule is None):
+            raise RecipeError("arch", "give exactly one of 'arch' or 'rule'")
+        if self.rule == "keep-layers" and not self.keep_layers:
+            raise RecipeError("keep_layers", "required when rule is 'keep-layers'")
+
+
+@dataclass
+class ProbeConfig(Config):
+    """Downstream check for embedding models: a logistic-regression head trained
+    on the frozen embeddings, scored the same way for teacher and student."""
+
+    source: SourceConfig
+    train: int = field(default=2000, metadata=at_least(10))
+    test: int = field(default=2000, metadata=at_least(10))
+    C: float = field(default=1.0, metadata=at_least(0, open_=True))
+
+
+@dataclass
+class ParityConfig(Config):
+    gate: bool = True
+    samples: int = field(default=64, metadata=at_least(1))
+
+
+@dataclass
+class ExportConfig(Config):
+    formats: list[str] = field(default_factory=lambda: ["onnx"])
+    opset: int = field(default=18, metadata=between(13, 23))
+    dynamic_batch: bool = True
+    parity: ParityConfig = field(default_factory=ParityConfig)
+
+    def validate(self) -> None:
+        from edgesmith.export import EXPORTERS
+
+        for i, f in enumerate(self.formats):
+            if f not in EXPORTERS:
+                raise RecipeError(f"formats[{i}]", EXPORTERS.unknown_message(f))
+
+
+@dataclass
+class BenchmarkConfig(Config):
+    targets: list[Literal["cpu", "cuda"]] = field(default_factory=lambda: ["cpu"])
+    runtimes: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
+    threads: int = field(default=1, metadata=at_least(1))
+    batch: int = field(default=1, metadata=at_least(1))
+    warmup: int = field(default=10, metadata=at_least(0))
+    iterations: int = field(default=100, metadata=at_least(5))
+    min_seconds: float = field(default=1.0, metadata=at_least(0))
+    seq_len: int | None = field(default=None, metadata=between(1, 512))
+    eval_samples: int | None = field(default=None, metadata=at_least(1))
+
+    def validate(self) -> None:
+        from edgesmith.runtimes import RUNTIMES
+
+        for i, r in enumerate(self.runtimes):
+            if r not in RUNTIMES:
+                raise RecipeError(f"runtimes[{i}]", RUNTIMES.unknown_message(r))
+
+
+@dataclass
+class Recipe(Config):
+    name: str
+    teacher: TeacherConfig
+    data: DataConfig
+    description: str = ""
+    seed: int = 0
+    student: StudentConfig | None = None
+    probe: ProbeConfig | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+    def validate(self) -> None:
+        from edgesmith.pipeline.stages import STAGES
+
+        parsed, seen = [], set()
+        for i, raw in enumerate(self.stages):
+            key = f"stages[{i}]"
+            if hasattr(raw, "to_dict"):
+                raw = raw.to_dict()
+            if not isinstance(raw, dict):
+                raise RecipeError(key, "expected a mapping with a 'kind' key")
+            raw = dict(raw)
+            kind = raw.pop("kind", None)
+            if kind is None:
+                raise RecipeError(f"{key}.kind", "required key is missing")
+            if kind not in STAGES:
+                raise RecipeError(f"{key}.kind", STAGES.unknown_message(kind))
+            cfg = STAGES.get(kind).config.from_dict(raw, key)
+            name = cfg.name or kind
+            if name in seen:
+                raise RecipeError(f"{key}.name", f"stage name '{name}' is used twice; give each a unique name")
+            seen.add(name)
+            parsed.append(cfg)
+        if any(c.kind == "distill" for c in parsed) and self.student is None:
+            raise RecipeError("student", "a 'distill' stage needs a student")
+        object.__setattr__(self, "stage_configs", parsed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["stages"] = [{"kind": c.kind, **c.to_dict()} for c in self.stage_configs]
+        return d
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_recipe_path(recipe: str | os.PathLike | None) -> Path:
+    """A path, or the name of a shipped recipe (``digits-quick``)."""
+    if recipe is None:
+        recipe = DEFAULT_RECIPE
+    p = Path(os.path.expanduser(str(recipe)))
+    if p.exists():
+        return p
+    shipped = RECIPES_DIR / f"{recipe}.yaml"
+    if shipped.exists() and os.sep not in str(recipe):
+        return shipped
+    names = ", ".join(sorted(q.stem for q in RECIPES_DIR.glob("*.yaml")))
+    raise EdgesmithError(f"{recipe}: no such recipe file; give a path or one of: {names}")
+
+
+def load_recipe(recipe: str | os.PathLike | dict | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Load, override (``stages.distill.epochs=1``) and validate a recipe."""
+    import yaml
+
+    if isinstance(recipe, dict):
+        raw, label = copy.deepcopy(recipe), "<recipe>"
+    else:
+        path = resolve_recipe_path(recipe)
+        label = _display(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise RecipeError("", f"invalid YAML{where}: {problem}", label) from None
+        if not isinstance(raw, dict):
+            raise RecipeError("", "a recipe must be a YAML mapping at the top level", label)
+    try:
+        for ov in overrides or []:
+            apply_override(raw, ov)
+        return Recipe.from_dict(raw)
+    except RecipeError as e:
+        raise e.with_file(label) from None
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        try:
+            return "conf/recipes/" + str(path.resolve().relative_to(RECIPES_DIR))
+        except ValueError:
+            return str(path)
+
+
+_SEG = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply ``a.b[0].c=value`` (value parsed as YAML) to the raw recipe dict.
+    In ``stages`` a segment may be a stage's name or kind: ``stages.distill.lr=1e-4``."""
+    import yaml
+
+    if "=" not in override:
+        raise RecipeError("--set", f"expected KEY=VALUE, got {override!r}")
+    key, _, text = override.partition("=")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    segs = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _SEG.finditer(key)]
+    if not segs:
+        raise RecipeError("--set", f"empty key in {override!r}")
+    node: Any = raw
+    walked = ""
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if isinstance(node, list):
+            if isinstance(seg, str):
+                idx = next(
+                    (j for j, s in enumerate(node) if isinstance(s, dict) and seg in (s.get("name"), s.get("kind"))),
+                    None,
+                )
+                if idx is None:
+                    raise RecipeError(f"{walked}.{seg}", f"--set: no entry named '{seg}' in {walked}")
+                seg = idx
+            if seg >= len(node):
+                raise RecipeError(f"{walked}[{seg}]", f"--set: index out of range ({len(node)} entries)")
+            walked += f"[{seg}]"
+            if last:
+                node[seg] = value
+            else:
+                node = node[seg]
+        elif isinstance(node, dict):
+            walked = f"{walked}.{seg}" if walked else str(seg)
+            if last:
+                node[seg] = value
+            else:
+                if node.get(seg) is None:
+                    node[seg] = {}
+                node = node[seg]
+        else:
+            raise RecipeError(walked, f"--set: cannot set a key inside a {type(node).__name__}")

@@ -1,0 +1,60 @@
+"""The parity gate: run an exported file in its runtime on real held-out inputs
+and compare with the PyTorch model it came from."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgesmith.errors import ParityError
+from edgesmith.export.base import ExportArtifact
+
+
+def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64, batch_size: int = 16) -> dict:
+    """Max abs diff, mean cosine and top-1 agreement of ``artifact`` vs ``model``
+    on the first ``samples`` items of ``data`` (a TensorSet)."""
+    from edgesmith.runtimes import load
+
+    subset = data.take(slice(0, min(samples, len(data))))
+    model = model.eval().cpu()
+    ref_chunks, out_chunks = [], []
+    with load(artifact.path, artifact.runtime, threads=1) as rt:
+        for batch in subset.batches(batch_size):
+            inputs = task.prepare(batch.inputs)
+            with torch.inference_mode():
+                ref_chunks.append(model(*inputs).float().numpy())
+            feed = {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
+            out_chunks.append(np.asarray(rt.run(feed)[0], dtype=np.float32))
+    ref, out = np.concatenate(ref_chunks), np.concatenate(out_chunks)
+    return compare(ref, out, artifact)
+
+
+def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact) -> dict:
+    if ref.shape != out.shape:
+        return {"max_abs_diff": None, "cosine": None, "agreement": None,
+                "tolerance": artifact.tolerance.to_dict(), "passed": False,
+                "reason": f"output shape {list(out.shape)} != PyTorch {list(ref.shape)}"}
+    diff = float(np.abs(ref - out).max()) if ref.size else 0.0
+    r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
+    cos = float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
+    agreement = float(np.mean(r.argmax(1) == o.argmax(1))) if r.shape[1] > 1 else None
+    tol = artifact.tolerance
+    finite = bool(np.isfinite(out).all())
+    passed = finite and diff <= tol.atol and cos >= tol.min_cosine
+    result = {"max_abs_diff": diff, "cosine": cos, "agreement": agreement,
+              "tolerance": tol.to_dict(), "passed": passed, "samples": int(len(ref))}
+    if not passed:
+        result["reason"] = "non-finite outputs" if not finite else (
+            f"max_abs_diff {diff:.3g} > atol {tol.atol:g}" if diff > tol.atol
+            else f"cosine {cos:.6f} < {tol.min_cosine}")
+    return result
+
+
+def gate(result: dict, artifact: ExportArtifact, enforce: bool) -> None:
+    """Raise ParityError (or just return, when not enforced) on a failed check."""
+    if result["passed"] or not enforce:
+        return
+    raise ParityError(
+        f"parity gate: {artifact.format} {artifact.precision} ({artifact.path}) disagrees with PyTorch: "
+        f"{result.get('reason')}; rerun with --no-parity-gate to keep it anyway"
+    )

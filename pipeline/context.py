@@ -1,0 +1,134 @@
+"""Run-wide state shared by the stages: the recipe, the data (loaded once), the
+task, the teacher and its cached outputs, the probe."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesmith.models.tasks import (
+    ClassificationTask,
+    EmbeddingTask,
+    Task,
+    TensorSet,
+    fit_probe_head,
+)
+
+
+class RunContext:
+    def __init__(self, recipe, out: Path, device: str):
+        self.recipe = recipe
+        self.out = Path(out)
+        self.device = device
+        self.teacher: torch.nn.Module | None = None
+        self.tokenizer = None
+        self._teacher_eval: torch.Tensor | None = None
+        self._heads: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ data
+    @cached_property
+    def raw(self) -> dict:
+        from edgesmith.data import build_splits
+
+        return build_splits(self.recipe.data)
+
+    @property
+    def is_text(self) -> bool:
+        return self.raw["train"].kind == "text"
+
+    @cached_property
+    def image_shape(self) -> tuple[int, int]:
+        """(in_channels, image_size) of the image data."""
+        x = self.raw["train"].x
+        return int(x.shape[1]), int(x.shape[-1])
+
+    @cached_property
+    def num_classes(self) -> int | None:
+        tr = self.raw["train"]
+        if tr.classes:
+            return len(tr.classes)
+        if tr.y is not None:
+            return int(max(int(tr.y.max()), int(self.raw["eval"].y.max()) if self.raw["eval"].y is not None else 0) + 1)
+        return None
+
+    @cached_property
+    def task(self) -> Task:
+        d = self.recipe.data
+        if self.tokenizer is not None:
+            return EmbeddingTask(self.tokenizer, d.max_length)
+        x = self.raw["train"].x
+        mean = d.mean or [float(x[:, c].mean()) for c in range(x.shape[1])]
+        std = d.std or [float(x[:, c].std()) for c in range(x.shape[1])]
+        return ClassificationTask([round(m, 6) for m in mean], [round(s, 6) for s in std], self.raw["train"].classes)
+
+    @cached_property
+    def tensors(self) -> dict[str, TensorSet]:
+        return {k: self.task.tensors(v) for k, v in self.raw.items()}
+
+    def train_val(self, fraction: float) -> tuple[TensorSet, TensorSet | None]:
+        """Deterministic hold-out of the train split for validation."""
+        train = self.tensors["train"]
+        n_val = int(round(len(train) * fraction))
+        if n_val == 0:
+            return train, None
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.recipe.seed))
+        return train.take(order[n_val:]), train.take(order[:n_val])
+
+    # ---------------------------------------------------------------- models
+    def new_student(self) -> torch.nn.Module:
+        from edgesmith.models import build_student
+
+        torch.manual_seed(self.recipe.seed)  # same student initialisation on every (re-)run
+        c, s = (None, None) if self.is_text else self.image_shape
+        return build_student(self.recipe.student, self.teacher, self.num_classes, c, s)
+
+    def teacher_eval_outputs(self) -> torch.Tensor:
+        if self._teacher_eval is None:
+            self._teacher_eval = self.task.predict(self.teacher, self.tensors["eval"], device=self.device)
+        return self._teacher_eval
+
+    # ------------------------------------------------------------ evaluation
+    @cached_property
+    def probe(self) -> tuple[TensorSet, TensorSet] | None:
+        if self.recipe.probe is None:
+            return None
+        from edgesmith.data import load_probe
+
+        tr, te = load_probe(self.recipe.probe, self.recipe.seed)
+        return self.task.tensors(tr), self.task.tensors(te)
+
+    def evaluate(self, model: torch.nn.Module, name: str, is_teacher: bool = False) -> dict:
+        """Quality on the held-out eval split (and the probe, if any)."""
+        outs = self.task.predict(model, self.tensors["eval"], device=self.device)
+        teacher_outs = None if is_teacher else self.teacher_eval_outputs()
+        metrics = self.task.metrics(outs, teacher_outs, self.tensors["eval"].labels)
+        if self.probe is not None:
+            metrics["accuracy"] = self.probe_metrics(model, name)
+        return metrics
+
+    def probe_head(self, model: torch.nn.Module, name: str):
+        """The logistic-regression head on ``model``'s frozen embeddings."""
+        if name not in self._heads:
+            tr = self.probe[0]
+            emb = self.task.predict(model, tr, device=self.device).numpy()
+            self._heads[name] = fit_probe_head(emb, tr.labels.numpy(), self.recipe.probe.C)
+        return self._heads[name]
+
+    def probe_metrics(self, model: torch.nn.Module, name: str) -> float:
+        tr, te = self.probe
+        head = self.probe_head(model, name)
+        emb = self.task.predict(model, te, device=self.device).numpy()
+        return float((head.predict(emb) == te.labels.numpy()).mean())
+
+    def score_outputs(self, outputs: np.ndarray, name: str, model: torch.nn.Module, on: str) -> float | None:
+        """Accuracy of runtime ``outputs`` computed on the split ``on``."""
+        if on == "probe":
+            head = self.probe_head(model, name)
+            return float((head.predict(outputs) == self.probe[1].labels.numpy()[: len(outputs)]).mean())
+        labels = self.tensors["eval"].labels
+        if labels is None:
+            return None
+        return float((outputs.argmax(-1) == labels.numpy()[: len(outputs)]).mean())

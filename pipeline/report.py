@@ -1,0 +1,77 @@
+"""The end-of-run summary table, drawn from ``summary.json`` alone so that
+``edgesmith show DIR`` prints the same table later."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _params(n: int | None) -> str:
+    return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
+
+
+def summary_table(summary: dict) -> Table:
+    embedding = summary.get("task") == "embedding"
+    t = Table(title=f"edgesmith · {summary['recipe']} · {summary['out']}", title_justify="left")
+    t.add_column("stage")
+    t.add_column("params", justify="right")
+    t.add_column("size", justify="right")
+    t.add_column("sentiment acc" if embedding else "accuracy", justify="right")
+    t.add_column("cosine to teacher" if embedding else "teacher agreement", justify="right")
+    lat_keys = sorted({(b["runtime"], b["target"]) for b in summary.get("benchmarks", []) if b.get("latency_ms")})
+    for rt, target in lat_keys:
+        t.add_column(f"p50 {rt}{'' if target == 'cpu' else '/' + target}", justify="right")
+    t.add_column("time", justify="right")
+    rows = [summary["teacher"], *summary.get("stages", [])]
+    for row in rows:
+        m = row.get("metrics") or {}
+        second = m.get("cosine_to_teacher") if embedding else m.get("teacher_agreement")
+        second_s = "-" if second is None else (f"{second:.4f}" if embedding else _pct(second))
+        lats = []
+        for rt, target in lat_keys:
+            b = next((b for b in summary["benchmarks"] if b["model"] == row["name"] and b["runtime"] == rt
+                      and b["target"] == target and b.get("latency_ms")), None)
+            lats.append("-" if b is None else f"{b['latency_ms']['p50']:.2f} ms")
+        t.add_row(row["name"], _params(row.get("params")), _mb(row.get("size_bytes")), _pct(m.get("accuracy")),
+                  second_s, *lats, f"{row.get('seconds') or 0:.0f} s")
+    return t
+
+
+def exports_table(summary: dict) -> Table:
+    t = Table(title="exports (parity vs PyTorch on held-out inputs)", title_justify="left")
+    for c in ("format", "precision", "size", "max |diff|", "cosine", "agreement", "tolerance", "parity"):
+        t.add_column(c)
+    for e in summary.get("exports", []):
+        p = e.get("parity") or {}
+        if e.get("error"):
+            t.add_row(e["format"], "-", "-", "-", "-", "-", "-", f"[red]export failed: {e['error']}[/red]")
+            continue
+        tol = p.get("tolerance") or {}
+        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), f"{p['max_abs_diff']:.2e}",
+                  f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
+                  f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
+    return t
+
+
+def benchmarks_table(summary: dict) -> Table:
+    t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
+    for c in ("model", "runtime", "target", "threads", "batch", "p50", "p90", "p99", "peak RSS", "accuracy"):
+        t.add_column(c)
+    for b in summary.get("benchmarks", []):
+        lat = b.get("latency_ms")
+        if not lat:
+            t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
+                      f"[red]{b.get('error')}[/red]", "", "", "", "")
+            continue
+        t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
+                  f"{lat['p50']:.3f} ms", f"{lat['p90']:.3f} ms", f"{lat['p99']:.3f} ms",
+                  f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")))
+    return t

@@ -1,0 +1,215 @@
+"""The built-in steps of a run: teacher, technique stages, export, benchmark.
+Each ``run_*`` gets the runner, the step, the incoming model and the temporary
+folder that becomes ``DIR/NN-<step>/``; it returns ``(model, info)``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesmith.errors import EdgesmithError, ExportError, ParityError
+from edgesmith.models.io import load_weights, save_weights
+from edgesmith.progress import log
+
+
+# ------------------------------------------------------------------ teacher
+def _cache_dir() -> Path:
+    return Path(os.environ.get("EDGESMITH_CACHE", Path.home() / ".cache" / "edgesmith"))
+
+
+def _build_teacher(runner) -> torch.nn.Module:
+    from edgesmith.models import build_arch, load_teacher
+
+    ctx, cfg = runner.ctx, runner.recipe.teacher
+    if cfg.source == "train":
+        c, s = ctx.image_shape
+        torch.manual_seed(runner.recipe.seed)
+        return build_arch(cfg.arch, cfg.kwargs, ctx.num_classes, c, s)
+    c, s = (None, None) if ctx.is_text else ctx.image_shape
+    model, tokenizer, _ = load_teacher(cfg, cfg.num_classes or ctx.num_classes, cfg.in_channels or c, s)
+    ctx.tokenizer = tokenizer
+    return model.eval()
+
+
+def run_teacher(runner, step, model, out: Path):
+    ctx, cfg = runner.ctx, runner.recipe.teacher
+    teacher = _build_teacher(runner)
+    extra: dict = {"source": cfg.source}
+    if cfg.source == "train":
+        from edgesmith.compress.train import train_classifier
+
+        cached = _cache_dir() / "teachers" / f"{runner.recipe.name}-{runner._key(step, None)}.safetensors"
+        if cached.exists():
+            log(f"  teacher: trained weights from cache {cached}")
+            load_weights(teacher, cached)
+            extra["cache"] = str(cached)
+        else:
+            fit = train_classifier(teacher, ctx, cfg.train, checkpoint_dir=out)
+            (out / "best.safetensors").unlink(missing_ok=True)
+            save_weights(teacher, cached)
+            extra.update(cache=str(cached), fit={"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+                                                 "best_val": fit.best_score, "seconds": round(fit.seconds, 1)})
+    ctx.teacher = teacher.to(ctx.device).eval()
+    size = runner.save_model(teacher, out)
+    from safetensors.torch import save_file
+
+    save_file({"outputs": ctx.teacher_eval_outputs().contiguous()}, str(out / "eval_outputs.safetensors"))
+    metrics = ctx.evaluate(ctx.teacher, "teacher", is_teacher=True)
+    return ctx.teacher, {**extra, "task": ctx.task.kind, "metrics": metrics, "size_bytes": size,
+                         "path": f"{step['dir'].name}/model.safetensors"}
+
+
+def load_teacher(runner, info: dict, stage_dir: Path):
+    ctx = runner.ctx
+    teacher = load_weights(_build_teacher(runner), stage_dir / "model.safetensors")
+    ctx.teacher = teacher.to(ctx.device).eval()
+    from safetensors.torch import load_file
+
+    ctx._teacher_eval = load_file(str(stage_dir / "eval_outputs.safetensors"))["outputs"]
+    return ctx.teacher
+
+
+# ------------------------------------------------------------------- stages
+def run_stage(runner, step, model, out: Path):
+    from edgesmith.pipeline.stages import STAGES
+
+    ctx = runner.ctx
+    new_model, extra = STAGES.get(step["kind"]).run(ctx, step["config"], model, out)
+    new_model.eval()
+    size = runner.save_model(new_model, out)
+    metrics = ctx.evaluate(new_model, step["name"])
+    return new_model, {**extra, "metrics": metrics, "size_bytes": size,
+                       "path": f"{step['dir'].name}/model.safetensors", "config": step["config"].to_dict()}
+
+
+# ------------------------------------------------------------------- export
+def example_inputs(ctx, n: int = 2) -> tuple[torch.Tensor, ...]:
+    return ctx.task.prepare(ctx.tensors["eval"].take(slice(0, n)).inputs)
+
+
+def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:
+    from edgesmith.export import get_exporter
+    from edgesmith.export.parity import check_parity
+
+    ctx, cfg = runner.ctx, runner.recipe.export
+    try:
+        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), ctx.task, out, cfg)
+    except ExportError as e:
+        log(f"  [red]{fmt}: {e}[/red]")
+        return {"format": fmt, "precision": None, "path": None, "size_bytes": None, "parity": None, "error": str(e)}
+    parity = check_parity(art, model, ctx.task, ctx.tensors["eval"], cfg.parity.samples)
+    status = "[green]ok[/green]" if parity["passed"] else f"[red]FAILED ({parity.get('reason')})[/red]"
+    log(f"  {fmt} {art.precision}: {art.size_bytes / 1e6:.2f} MB, parity max|diff| "
+        f"{parity['max_abs_diff']:.2e}, cosine {parity['cosine']:.6f} {status}")
+    return {"format": fmt, "precision": art.precision, "path": f"{rel}/{art.path.name}",
+            "files": [f"{rel}/{f.name}" for f in art.files], "size_bytes": art.size_bytes,
+            "runtime": art.runtime, "parity": parity, **art.info}
+
+
+def run_export(runner, step, model, out: Path):
+    exports = [export_model(runner, model, fmt, out / fmt, f"{step['dir'].name}/{fmt}")
+               for fmt in runner.recipe.export.formats]
+    return model, {"exports": exports}
+
+
+def raise_on_failed_parity(runner, info: dict) -> None:
+    bad = [e for e in info["exports"] if e.get("parity") and not e["parity"]["passed"]]
+    if bad and runner.parity_gate:
+        e = bad[0]
+        runner.write_partial_summary()
+        raise ParityError(
+            f"parity gate: {e['format']} {e['precision']} ({runner.out / e['path']}) disagrees with PyTorch: "
+            f"{e['parity'].get('reason')}; artifacts kept; rerun with --no-parity-gate to continue anyway"
+        )
+    for e in bad:
+        log(f"  [yellow]warning: {e['format']} failed parity ({e['parity'].get('reason')}), kept[/yellow]")
+
+
+# ---------------------------------------------------------------- benchmark
+def _bench_inputs(ctx, batch: int, seq_len: int | None) -> dict[str, np.ndarray]:
+    data = ctx.tensors["eval"]
+    idx = torch.arange(batch) % len(data)
+    inputs = ctx.task.prepare(data.take(idx).inputs)
+    if ctx.task.kind == "embedding":
+        seq = seq_len or ctx.recipe.data.max_length
+        ids, mask = inputs
+        pad = seq - ids.shape[1]
+        pad_id = getattr(ctx.tokenizer, "pad_token_id", 0) or 0
+        ids = torch.nn.functional.pad(ids, (0, pad), value=pad_id) if pad > 0 else ids[:, :seq]
+        mask = torch.nn.functional.pad(mask, (0, pad), value=0) if pad > 0 else mask[:, :seq]
+        inputs = (ids, mask)
+    return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}
+
+
+def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
+    data, on = (ctx.probe[1], "probe") if ctx.probe is not None else (ctx.tensors["eval"], "eval")
+    if limit:
+        data = data.take(slice(0, limit))
+    inputs = ctx.task.prepare(data.inputs)
+    return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}, on
+
+
+FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2"}
+
+
+def run_benchmark(runner, step, model, out: Path):
+    from edgesmith.benchmarks.latency import measure
+
+    ctx, cfg = runner.ctx, runner.recipe.benchmark
+    final_name = runner.steps[-3]["name"] if len(runner.steps) > 3 else "teacher"
+    export_info = {e["format"]: e for e in _read_exports(runner)}
+    candidates = [("teacher", ctx.teacher)] + ([(final_name, model)] if final_name != "teacher" else [])
+    inputs = _bench_inputs(ctx, cfg.batch, cfg.seq_len)
+    eval_inputs, on = _eval_inputs(ctx, cfg.eval_samples)
+    results = []
+    for name, m in candidates:
+        for runtime in cfg.runtimes:
+            fmt = FORMAT_FOR_RUNTIME.get(runtime)
+            if fmt is None:
+                results.append(_failed(name, runtime, cfg, f"no export format known for runtime '{runtime}'"))
+                continue
+            if name == final_name and fmt in export_info and export_info[fmt].get("path"):
+                path, tmp_dir = runner.out / export_info[fmt]["path"], None
+            else:
+                tmp_dir = out / "models" / f"{name}-{fmt}"
+                entry = export_model(runner, m, fmt, tmp_dir, "")
+                if entry.get("error"):
+                    results.append(_failed(name, runtime, cfg, entry["error"]))
+                    continue
+                path = tmp_dir / Path(entry["path"]).name
+            for target in cfg.targets:
+                log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
+                r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
+                            iterations=cfg.iterations, min_seconds=cfg.min_seconds,
+                            eval_inputs=eval_inputs, eval_batch=64)
+                outputs = r.pop("eval_outputs", None)
+                acc = ctx.score_outputs(outputs, name, m, on) if outputs is not None else None
+                results.append({"target": target, "runtime": runtime, "model": name, "threads": cfg.threads,
+                                "batch": cfg.batch, "seq_len": inputs[ctx.task.input_names[0]].shape[1]
+                                if ctx.task.kind == "embedding" else None,
+                                "latency_ms": r.get("latency_ms"), "peak_rss_mb": r.get("peak_rss_mb"),
+                                "load_rss_mb": r.get("load_rss_mb"), "model_size_bytes": r.get("model_size_bytes"),
+                                "accuracy": acc, "accuracy_on": on, "protocol": r.get("protocol"),
+                                "error": r.get("error")})
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+    shutil.rmtree(out / "models", ignore_errors=True)
+    return model, {"benchmarks": results}
+
+
+def _read_exports(runner) -> list[dict]:
+    import json
+
+    meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "export"), None)
+    if meta is None or not meta.exists():
+        raise EdgesmithError("benchmark: the export step has not run")
+    return json.loads(meta.read_text())["exports"]
+
+
+def _failed(name: str, runtime: str, cfg, reason: str) -> dict:
+    return {"target": cfg.targets[0], "runtime": runtime, "model": name, "threads": cfg.threads,
+            "batch": cfg.batch, "latency_ms": None, "peak_rss_mb": None, "accuracy": None, "error": reason}

@@ -1,0 +1,92 @@
+"""Runtimes: load a model file and run numpy inputs to numpy outputs.
+
+One interface (:class:`Runtime`) over real inference engines, picked by name or
+by the file's suffix::
+
+    from edgesmith.runtimes import load
+
+    with load("model.onnx", threads=1) as rt:
+        outputs = rt.run({"image": batch})
+
+Importing this package stays lean: each runtime module imports its engine
+(onnxruntime, torch, ...) only when a model is loaded, so ``name in RUNTIMES``
+and ``RUNTIMES.unknown_message(name)`` cost nothing during recipe validation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgesmith.errors import EdgesmithError
+from edgesmith.registry import Registry
+from edgesmith.runtimes.base import Runtime, TensorSpec
+from edgesmith.runtimes.onnxruntime import OnnxRuntime
+from edgesmith.runtimes.torch import TorchRuntime
+
+__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "runtime_for"]
+
+RUNTIMES = Registry[type[Runtime]]("runtime")
+
+# Room for the runtimes another issue adds, each in its own lean module here:
+#   litert            (.tflite, extra tflite:  ai_edge_litert.interpreter.Interpreter)
+#   executorch        (.pte,    extra mobile:  executorch.runtime)
+#   torchscript-lite  (.ptl,    extra core:    torch.jit mobile / _load_for_lite_interpreter)
+#   tensorrt          (.engine / .plan, extra tensorrt, GPU only)
+# A new runtime subclasses Runtime, imports its engine only inside _load (via
+# import_backend), and is registered below; tests/runtimes parametrises over RUNTIMES.
+for _cls in (OnnxRuntime, TorchRuntime):
+    RUNTIMES.register(_cls.name)(_cls)
+del _cls
+
+# Which runtime a suffix loads in when several registered runtimes take it.
+DEFAULT_FOR_SUFFIX = {".onnx": "onnxruntime", ".pt2": "torch"}
+
+
+def runtime_for(path: str | os.PathLike) -> str:
+    """Name of the runtime that loads ``path`` by its suffix.
+
+    Where several registered runtimes take the suffix, ``DEFAULT_FOR_SUFFIX``
+    decides, else the first by name.
+
+    Raises:
+        EdgesmithError: No registered runtime loads that suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    matches = [name for name, cls in RUNTIMES.items() if suffix in cls.suffixes]
+    if matches:
+        preferred = DEFAULT_FOR_SUFFIX.get(suffix)
+        return preferred if preferred in matches else matches[0]
+    known = sorted({s for _, cls in RUNTIMES.items() for s in cls.suffixes})
+    raise EdgesmithError(
+        f"{path}: no runtime loads '{suffix or '(no suffix)'}' files; "
+        f"pass runtime= one of {', '.join(RUNTIMES)} or use one of: {', '.join(known)}"
+    )
+
+
+def load(
+    path: str | os.PathLike,
+    runtime: str | None = None,
+    threads: int = 1,
+    device: str = "cpu",
+) -> Runtime:
+    """Load a model file in a runtime.
+
+    Args:
+        path: Model file (``.onnx``, ``.pt2``, ...).
+        runtime: Registered runtime name; ``None`` picks one by the file suffix.
+        threads: Intra-op threads.
+        device: ``"cpu"`` or ``"cuda"`` where the runtime supports it.
+
+    Returns:
+        The loaded :class:`Runtime`; use it as a context manager to close it.
+
+    Raises:
+        EdgesmithError: Missing file, unknown runtime or suffix, or a file the
+            runtime cannot load (one line each).
+        MissingExtraError: The runtime's package is not installed.
+    """
+    if not Path(path).is_file():
+        raise EdgesmithError(f"{path}: no such model file")
+    cls = RUNTIMES.get(runtime if runtime is not None else runtime_for(path))
+    return cls(path, threads=threads, device=device)

