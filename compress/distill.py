@@ -25,7 +25,7 @@ from edgesmith.models.tasks import Task, TensorSet
 @dataclass
 class DistillConfig(StageConfig):
     kind = "distill"
-    loss: Literal["auto", "logit", "embedding"] = "auto"
+    loss: Literal["auto", "logit", "embedding", "hidden"] = "auto"
     epochs: int = field(default=3, metadata=at_least(1))
     lr: float = field(default=1e-3, metadata=at_least(0, open_=True))
     batch_size: int = field(default=64, metadata=at_least(1))
@@ -35,6 +35,7 @@ class DistillConfig(StageConfig):
     temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
     alpha: float = field(default=0.9, metadata=between(0, 1))
     cosine_weight: float = field(default=1.0, metadata=at_least(0))
+    hidden_weight: float = field(default=1.0, metadata=at_least(0))
     mse_weight: float = field(default=1.0, metadata=at_least(0))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
 
@@ -58,6 +59,26 @@ def embedding_kd_loss(student_emb, teacher_emb, cosine_weight: float, mse_weight
     return cosine_weight * cos + mse_weight * mse
 
 
+def layer_map(n_student: int, n_teacher: int) -> list[int]:
+    """Uniform student -> teacher layer map (TinyBERT): student block ``j`` learns
+    teacher hidden state ``(j + 1) * n_teacher // n_student``; the last blocks align."""
+    return [(j + 1) * n_teacher // n_student for j in range(n_student)]
+
+
+def hidden_kd_loss(student, teacher, ids, mask, teacher_emb, config) -> torch.Tensor:
+    """Embedding KD plus masked MSE between mapped hidden states (same width)."""
+    s_emb, s_hidden = student.forward_with_hidden(ids, mask)
+    with torch.no_grad():
+        _, t_hidden = teacher.forward_with_hidden(ids, mask)
+    if s_hidden[-1].shape[-1] != t_hidden[-1].shape[-1]:
+        raise RecipeError("loss", "'hidden' needs equal hidden widths in student and teacher; use 'embedding'")
+    m = mask.unsqueeze(-1).to(s_hidden[-1].dtype)
+    denom = m.sum() * s_hidden[-1].shape[-1]
+    mapping = layer_map(len(s_hidden) - 1, len(t_hidden) - 1)
+    hid = sum(((s_hidden[j + 1] - t_hidden[t]) ** 2 * m).sum() / denom for j, t in enumerate(mapping)) / len(mapping)
+    return embedding_kd_loss(s_emb, teacher_emb, config.cosine_weight, config.mse_weight) + config.hidden_weight * hid
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -75,13 +96,17 @@ def distill(
     loss_kind = config.loss if config.loss != "auto" else ("logit" if task.kind == "classification" else "embedding")
     if loss_kind == "logit" and task.kind != "classification":
         raise RecipeError("loss", f"'logit' needs a classifier; this is a {task.kind} model: use 'embedding'")
-    if loss_kind == "embedding" and task.kind != "embedding":
-        raise RecipeError("loss", f"'embedding' needs a sentence encoder; this is a {task.kind} model: use 'logit'")
+    if loss_kind in ("embedding", "hidden") and task.kind != "embedding":
+        raise RecipeError("loss", f"'{loss_kind}' needs a sentence encoder; this is a {task.kind} model: use 'logit'")
+    if loss_kind == "hidden" and not all(hasattr(m, "forward_with_hidden") for m in (student, teacher)):
+        raise RecipeError("loss", "'hidden' needs SentenceEncoder student and teacher; use 'embedding'")
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
     cached = TensorSet(train.inputs, train.labels, aux=task.predict(teacher, train, device=device))
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
+        if loss_kind == "hidden":
+            return hidden_kd_loss(model, teacher, *batch.inputs, batch.aux, config)
         out = model(*batch.inputs)
         if loss_kind == "logit":
             return logit_kd_loss(out, batch.aux, batch.labels, config.temperature, config.alpha)

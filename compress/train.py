@@ -80,7 +80,7 @@ def fit(
         job = bar.add_task(desc, total=steps_per_epoch * epochs)
         for epoch in range(epochs):
             running, n = 0.0, 0
-            for step, batch in enumerate(train.batches(batch_size, shuffle=True, generator=gen)):
+            for step, batch in enumerate(_epoch_batches(task, train, batch_size, gen)):
                 batch = TensorSet(task.prepare(batch.inputs), batch.labels, aux=batch.aux).to(device)
                 loss = loss_fn(model, batch)
                 if not torch.isfinite(loss):
@@ -122,6 +122,26 @@ def fit(
     model.eval()
     result.best_score, result.best_epoch, result.seconds = best_score, best_epoch + 1, time.perf_counter() - t0
     return result
+
+
+def _epoch_batches(task: Task, data: TensorSet, batch_size: int, gen: torch.Generator):
+    """Shuffled batches; for variable-length inputs, batches of similar length
+    (bucketing) in shuffled order, which cuts padding work by about half."""
+    order = task.length_order(data)
+    if order is None:
+        yield from data.batches(batch_size, shuffle=True, generator=gen)
+        return
+    # shuffle within a window of 50 batches, then sort each window by length
+    perm = torch.randperm(len(data), generator=gen)
+    lengths = data.inputs[1].sum(1)
+    window = batch_size * 50
+    chunks = []
+    for i in range(0, len(perm), window):
+        w = perm[i : i + window]
+        w = w[torch.argsort(lengths[w], stable=True)]
+        chunks += [w[j : j + batch_size] for j in range(0, len(w), batch_size)]
+    for k in torch.randperm(len(chunks), generator=gen).tolist():
+        yield data.take(chunks[k])
 
 
 def augment_images(x: torch.Tensor, ops: list[str], gen: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,7 @@ def dynamic_shapes_for(task, dynamic: bool):
     out = []
     for name in task.input_names:
         axes = task.dynamic_axes().get(name, {})
-        out.append({ax: dims.setdefault(label, torch.export.Dim(label, min=1 if label == "batch" else 2, max=4096))
+        out.append({ax: dims.setdefault(label, torch.export.Dim(label, min=1 if label == "batch" else 2, max=4096 if label == "batch" else 512))
                     for ax, label in axes.items()})
     return tuple(out)
 

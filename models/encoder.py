@@ -27,6 +27,14 @@ class SentenceEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def forward_with_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """``(embeddings, hidden_states)``; hidden_states[0] is the embedding layer."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return self.pool(out.hidden_states[-1], attention_mask), out.hidden_states
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             emb = hidden[:, 0]
         else:

@@ -129,7 +129,7 @@ class Runner:
             return prev_model
         from edgesmith.pipeline.stages import STAGES
 
-        model = STAGES.get(step["kind"]).skeleton(self.ctx, prev_model)
+        model = STAGES.get(step["kind"]).skeleton(self.ctx, prev_model, step["config"], info)
         return load_weights(model, step["dir"] / "model.safetensors")
 
     def save_model(self, model: torch.nn.Module, stage_dir: Path) -> int:

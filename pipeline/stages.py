@@ -37,7 +37,7 @@ def _run_distill(ctx, cfg: DistillConfig, model, stage_dir):
                              "best_val": fit.best_score, "history": fit.history}}
 
 
-def _distill_skeleton(ctx, prev_model):
+def _distill_skeleton(ctx, prev_model, cfg, info):
     return ctx.new_student()
 
 

@@ -88,7 +88,9 @@ def run_stage(runner, step, model, out: Path):
 
 # ------------------------------------------------------------------- export
 def example_inputs(ctx, n: int = 2) -> tuple[torch.Tensor, ...]:
-    return ctx.task.prepare(ctx.tensors["eval"].take(slice(0, n)).inputs)
+    # fresh contiguous tensors: torch.export guards a sliced view's sizes against
+    # its parent's storage (a seq-64 parent caps the dynamic axis at 63)
+    return tuple(t.clone() for t in ctx.task.prepare(ctx.tensors["eval"].take(slice(0, n)).inputs))
 
 
 def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:

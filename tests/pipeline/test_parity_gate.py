@@ -1,0 +1,35 @@
+"""The parity gate stops a run whose export disagrees with PyTorch, keeps every
+finished artifact and the summary, and turns into a warning on request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgesmith
+from edgesmith.errors import ParityError
+from edgesmith.export.base import Tolerance
+from edgesmith.export.onnx import OnnxExporter
+
+FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "benchmark.iterations=5",
+        "benchmark.min_seconds=0", "benchmark.warmup=1", "benchmark.runtimes=[onnxruntime]"]
+
+
+def test_gate_stops_then_warns(tmp_path, monkeypatch, edgesmith_cache):
+    # an impossible tolerance: any float difference at all fails
+    monkeypatch.setitem(OnnxExporter.tolerances, "fp32", Tolerance(atol=0.0, min_cosine=1.0 + 1e-9))
+    out = tmp_path / "run"
+    with pytest.raises(ParityError) as e:
+        edgesmith.run("digits-quick", out, overrides=FAST)
+    msg = str(e.value)
+    assert "onnx fp32" in msg and "--no-parity-gate" in msg and "\n" not in msg
+    assert (out / "02-export" / "onnx" / "model.onnx").exists(), "the failing export is kept for inspection"
+    assert (out / "01-distill" / "model.safetensors").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exports"][0]["parity"]["passed"] is False
+    assert summary["benchmarks"] == []
+
+    s = edgesmith.run("digits-quick", out, overrides=FAST, parity_gate=False)
+    assert s["exports"][0]["parity"]["passed"] is False
+    assert s["benchmarks"] and all(b["error"] is None for b in s["benchmarks"])

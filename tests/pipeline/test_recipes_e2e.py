@@ -1,0 +1,78 @@
+"""Each shipped recipe's whole path (teacher -> distill -> ONNX + parity ->
+benchmark) on a small real subset, asserting real numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgesmith
+
+QUICK_BENCH = ["benchmark.iterations=5", "benchmark.min_seconds=0", "benchmark.warmup=1"]
+
+
+def _check_summary_shape(summary: dict) -> None:
+    assert summary["schema"] == 1
+    for entry in [summary["teacher"], *summary["stages"]]:
+        assert {"name", "kind", "params", "size_bytes", "seconds", "metrics"} <= set(entry)
+        assert entry["params"] > 0 and entry["size_bytes"] > 0
+    for e in summary["exports"]:
+        assert {"format", "precision", "path", "size_bytes", "parity"} <= set(e)
+        assert {"max_abs_diff", "cosine", "agreement", "tolerance", "passed"} <= set(e["parity"])
+    for b in summary["benchmarks"]:
+        assert {"target", "runtime", "model", "threads", "batch", "latency_ms", "peak_rss_mb", "accuracy"} <= set(b)
+        assert b["error"] is None, b["error"]
+        assert 0 < b["latency_ms"]["p50"] <= b["latency_ms"]["p99"]
+
+
+@pytest.mark.slow
+def test_digits_quick(tmp_path, edgesmith_cache):
+    s = edgesmith.run("digits-quick", tmp_path / "run", overrides=QUICK_BENCH)
+    _check_summary_shape(s)
+    teacher, student = s["teacher"], s["stages"][0]
+    assert teacher["metrics"]["accuracy"] >= 0.95
+    assert student["metrics"]["accuracy"] >= 0.90
+    assert student["metrics"]["teacher_agreement"] >= 0.90
+    assert student["params"] * 5 <= teacher["params"]
+    onnx = s["exports"][0]
+    assert onnx["format"] == "onnx" and onnx["parity"]["passed"]
+    assert onnx["parity"]["max_abs_diff"] <= 1e-4 and onnx["parity"]["agreement"] == 1.0
+    # every runtime scores the held-out split like PyTorch does
+    for b in s["benchmarks"]:
+        ref = teacher if b["model"] == "teacher" else student
+        assert b["accuracy"] == pytest.approx(ref["metrics"]["accuracy"], abs=0.003)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["recipe"] == "digits-quick"
+
+
+@pytest.mark.slow
+def test_fashion_mnist_subset(tmp_path, edgesmith_cache):
+    s = edgesmith.run("fashion-mnist", tmp_path / "run", overrides=[
+        "data.splits.train=4000", "data.splits.eval=1000", "data.splits.calibration=64",
+        "teacher.train.epochs=3", "stages.distill.epochs=3", "benchmark.runtimes=[onnxruntime]", *QUICK_BENCH,
+    ])
+    _check_summary_shape(s)
+    t, st = s["teacher"]["metrics"], s["stages"][0]["metrics"]
+    assert t["accuracy"] >= 0.80, t
+    assert st["accuracy"] >= 0.75, st
+    assert st["teacher_agreement"] >= 0.80, st
+    assert s["stages"][0]["params"] * 5 <= s["teacher"]["params"]
+    assert s["exports"][0]["parity"]["passed"]
+
+
+@pytest.mark.slow
+def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
+    s = edgesmith.run("minilm-sentiment", tmp_path / "run", overrides=[
+        "data.splits.train=300", "data.splits.eval=100", "data.splits.calibration=16",
+        "probe.train=300", "probe.test=300", "stages.distill.epochs=1",
+        "benchmark.runtimes=[onnxruntime]", "benchmark.eval_samples=100", *QUICK_BENCH,
+    ])
+    _check_summary_shape(s)
+    t, st = s["teacher"]["metrics"], s["stages"][0]["metrics"]
+    assert 0.6 <= t["accuracy"] <= 1.0, t  # sentiment probe on real movie snippets
+    assert st["cosine_to_teacher"] >= 0.80, st
+    assert st["accuracy"] >= t["accuracy"] - 0.12, (st, t)
+    assert s["stages"][0]["params"] < s["teacher"]["params"]
+    onnx = s["exports"][0]
+    assert onnx["parity"]["passed"] and onnx["parity"]["cosine"] > 0.99999
+    assert all(b["seq_len"] == 128 for b in s["benchmarks"])
