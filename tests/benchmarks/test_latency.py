@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def add_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "add.onnx"
     onnx.save(model, str(path))
     return path
+
+
+def test_import_is_lean() -> None:
+    code = (
+        "import sys, edgesmith.benchmarks, edgesmith.benchmarks.worker\n"
+        "loaded = [m for m in ('onnxruntime', 'torch', 'onnx') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_summarize_arange() -> None:
