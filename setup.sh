@@ -24,8 +24,13 @@ stamp="$VENV/.edgesmith-installed"
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   echo "[setup] pip install -e .[all,dev] into $VENV (a few minutes the first time)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[all,dev]"
+  log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -c constraints.txt -e ".[all,dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log"
+    echo "[setup] pip install failed; the full log is $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
