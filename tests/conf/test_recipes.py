@@ -83,7 +83,7 @@ BAD = {
     "zero threads": (_mut(("benchmark.threads", 0)), "benchmark.threads: must be >= 1, got 0"),
     "bad target": (_mut(("benchmark.targets", ["tpu"])), "benchmark.targets[0]: must be one of 'cpu', 'cuda'"),
     "bad factory": (_mut(("teacher.source", "factory"), ("teacher.factory", "nocolon")), "teacher.factory: must look like"),
-    "duplicate stage name": (lambda d: {**d, "stages": d["stages"] * 2}, "stages[1].name: stage name 'distill' is used twice"),
+    "duplicate stage name": (lambda d: {**d, "stages": d["stages"][:1] * 2}, "stages[1].name: stage name 'distill' is used twice"),
     "teacher epochs zero": (_mut(("teacher.train.epochs", 0)), "teacher.train.epochs: must be >= 1, got 0"),
     "npz without path": (_mut(("data.sources[0].name", "npz")), "data.sources[0].path: source 'npz' needs a path"),
     "missing data path": (_mut(("data.sources[0].name", "npz"), ("data.sources[0].path", "/nope.npz")), "data.sources[0].path: no such file"),

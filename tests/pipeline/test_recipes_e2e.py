@@ -30,17 +30,19 @@ def _check_summary_shape(summary: dict) -> None:
 def test_digits_quick(tmp_path, edgesmith_cache):
     s = edgesmith.run("digits-quick", tmp_path / "run", overrides=QUICK_BENCH)
     _check_summary_shape(s)
-    teacher, student = s["teacher"], s["stages"][0]
+    teacher, student, final = s["teacher"], s["stages"][0], s["stages"][-1]
+    assert [st["kind"] for st in s["stages"]] == ["distill", "prune", "lowrank"]
     assert teacher["metrics"]["accuracy"] >= 0.95
     assert student["metrics"]["accuracy"] >= 0.90
     assert student["metrics"]["teacher_agreement"] >= 0.90
     assert student["params"] * 5 <= teacher["params"]
+    assert final["params"] < student["params"] and final["metrics"]["accuracy"] >= 0.85
     onnx = s["exports"][0]
     assert onnx["format"] == "onnx" and onnx["parity"]["passed"]
     assert onnx["parity"]["max_abs_diff"] <= 1e-4 and onnx["parity"]["agreement"] == 1.0
     # every runtime scores the held-out split like PyTorch does
     for b in s["benchmarks"]:
-        ref = teacher if b["model"] == "teacher" else student
+        ref = teacher if b["model"] == "teacher" else final
         assert b["accuracy"] == pytest.approx(ref["metrics"]["accuracy"], abs=0.003)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["recipe"] == "digits-quick"
 

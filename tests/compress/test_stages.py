@@ -1,0 +1,75 @@
+"""prune and lowrank as pipeline stages: registered, exercised by digits-quick,
+resumable (their skeletons rebuild the pruned / factorized structure so the
+saved weights load exactly), and their errors name the stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import edgesmith
+from edgesmith.conf.recipe import load_recipe
+from edgesmith.errors import RecipeError
+from edgesmith.pipeline.runner import Runner
+from edgesmith.pipeline.stages import STAGES
+
+FAST = ["teacher.train.epochs=3", "stages.distill.epochs=3", "stages.prune.epochs=1", "stages.lowrank.epochs=1",
+        "export.formats=[]"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, edgesmith_cache):
+    out = tmp_path_factory.mktemp("digits") / "run"
+    return out, edgesmith.run("digits-quick", out, overrides=FAST)
+
+
+def _meta(out, name):
+    return json.loads(next(out.glob(f"*-{name}/stage.json")).read_text())
+
+
+def test_every_stage_kind_runs_in_digits_quick():
+    assert set(STAGES) <= {c.kind for c in load_recipe("digits-quick").stage_configs}
+
+
+def test_prune_then_lowrank_shrink_the_student(run):
+    out, summary = run
+    stages = {s["name"]: s for s in summary["stages"]}
+    assert list(stages) == ["distill", "prune", "lowrank"]
+    assert stages["distill"]["params"] == 3682
+    assert stages["prune"]["params"] == 1046  # widths 8/16/32 -> 4/8/16, output layer kept
+    assert stages["lowrank"]["params"] == 1046 - 16 * 32 + 5 * (16 + 32)  # classifier.2 at rank 5
+    prune_meta, lowrank_meta = _meta(out, "prune"), _meta(out, "lowrank")
+    assert [(r["out_before"], r["out_after"]) for r in prune_meta["layers"]] == [(8, 4), (16, 8), (32, 16), (10, 10)]
+    assert prune_meta["size_after"]["gzip_bytes"] < prune_meta["size_before"]["gzip_bytes"]
+    assert [(r["name"], r["rank"]) for r in lowrank_meta["layers"]] == [("classifier.2", 5)]
+    for name in ("prune", "lowrank"):
+        assert stages[name]["metrics"]["accuracy"] >= 0.6  # trained, not broken (a 3-epoch student here)
+
+
+def test_rerun_reuses_every_stage(run):
+    out, summary = run
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}
+    assert len(mtimes) == 4
+    again = edgesmith.run("digits-quick", out, overrides=FAST)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == mtimes
+    assert again["stages"] == summary["stages"]
+
+
+def test_skeletons_load_the_saved_weights_exactly(run):
+    out, summary = run
+    runner = Runner(load_recipe("digits-quick", FAST), out)
+    model = None
+    for step in runner.steps:
+        model = runner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
+    assert runner.ctx.evaluate(model, "lowrank") == summary["stages"][-1]["metrics"]
+
+
+def test_run_time_errors_name_the_stage(run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(run[0], out)
+    with pytest.raises(RecipeError, match=r"^stages\[2\]\.include: \['nothing\.\*'\] .*matches no layer"):
+        edgesmith.run("digits-quick", out, overrides=[*FAST, "stages.lowrank.include=[nothing.*]"])
+    with pytest.raises(RecipeError, match=r"^stages\[2\]\.rank: 20 is above the maximum rank 16 of layer 'classifier.2'"):
+        edgesmith.run("digits-quick", out, overrides=[*FAST, "stages.lowrank.ratio=null", "stages.lowrank.rank=20"])
