@@ -155,7 +155,8 @@ def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
     return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}, on
 
 
-FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2"}
+FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2", "litert": "tflite", "executorch": "executorch",
+                      "torchscript-lite": "torchscript-lite"}
 
 
 def run_benchmark(runner, step, model, out: Path):
