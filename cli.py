@@ -42,6 +42,17 @@ def _console():
     return c if c.is_terminal else Console(width=140)
 
 
+def _print_tables(summary: dict) -> None:
+    from edgesmith.pipeline.report import benchmarks_table, exports_table, summary_table
+
+    console = _console()
+    console.print(summary_table(summary))
+    if summary.get("exports"):
+        console.print(exports_table(summary))
+    if summary.get("benchmarks"):
+        console.print(benchmarks_table(summary))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgesmith")
 def main() -> None:
@@ -60,17 +71,13 @@ def main() -> None:
 def run(recipe, out, overrides, from_stage, device, no_parity_gate) -> None:
     """Run RECIPE (a YAML path or a shipped recipe name; default minilm-sentiment)."""
     from edgesmith.conf.recipe import load_recipe
-    from edgesmith.pipeline.report import benchmarks_table, exports_table, summary_table
     from edgesmith.pipeline.runner import Runner
 
     r = load_recipe(recipe, list(overrides))
     runner = Runner(r, out, device, from_stage, False if no_parity_gate else None)
     summary = runner.run()
-    console = _console()
-    console.print(summary_table(summary))
-    console.print(exports_table(summary))
-    console.print(benchmarks_table(summary))
-    console.print(f"summary: {runner.out / 'summary.json'}")
+    _print_tables(summary)
+    _console().print(f"summary: {runner.out / 'summary.json'}")
 
 
 @main.command()
@@ -105,8 +112,6 @@ def show(run_dir: Path) -> None:
     """Print the summary tables of a finished run directory."""
     import json
 
-    from edgesmith.pipeline.report import benchmarks_table, exports_table, summary_table
-
     path = run_dir / "summary.json" if run_dir.is_dir() else run_dir
     if not path.exists():
         raise EdgesmithError(f"{path}: no summary.json here; run `edgesmith run` first")
@@ -114,9 +119,7 @@ def show(run_dir: Path) -> None:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise EdgesmithError(f"{path}: not valid JSON ({e})") from None
-    console = _console()
-    for table in (summary_table, exports_table, benchmarks_table):
-        console.print(table(summary))
+    _print_tables(summary)
 
 
 if __name__ == "__main__":

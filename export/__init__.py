@@ -14,7 +14,10 @@ from edgesmith.registry import Registry
 EXPORTERS: Registry[str] = Registry("export format")
 EXPORTERS.register("onnx")("edgesmith.export.onnx:OnnxExporter")
 EXPORTERS.register("pt2")("edgesmith.export.pt2:Pt2Exporter")
-# tflite, executorch, torchscript-lite and tensorrt register here as they land.
+EXPORTERS.register("tflite")("edgesmith.export.tflite:TfliteExporter")
+EXPORTERS.register("executorch")("edgesmith.export.executorch:ExecuTorchExporter")
+EXPORTERS.register("torchscript-lite")("edgesmith.export.torchscript_lite:TorchScriptLiteExporter")
+# tensorrt registers here when it lands.
 
 
 def get_exporter(name: str):

@@ -20,13 +20,28 @@ def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64,
     ref_chunks, out_chunks = [], []
     with load(artifact.path, artifact.runtime, threads=1) as rt:
         for batch in subset.batches(batch_size):
-            inputs = task.prepare(batch.inputs)
+            inputs = _fit_static(task.prepare(batch.inputs), task, artifact.info.get("static_shapes"))
             with torch.inference_mode():
                 ref_chunks.append(model(*inputs).float().numpy())
             feed = {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
             out_chunks.append(np.asarray(rt.run(feed)[0], dtype=np.float32))
     ref, out = np.concatenate(ref_chunks), np.concatenate(out_chunks)
     return compare(ref, out, artifact)
+
+
+def _fit_static(inputs: tuple, task, static: dict | None) -> tuple:
+    """Pad token inputs to a static-shape file's sequence length (pad id 0,
+    mask 0: the masked positions change nothing), so PyTorch and the runtime see
+    exactly the same tensors."""
+    if not static:
+        return inputs
+    out = []
+    for name, t in zip(task.input_names, inputs, strict=True):
+        shape = static.get(name)
+        if shape is not None and t.dim() == 2 and len(shape) == 2 and t.shape[1] < shape[1]:
+            t = torch.nn.functional.pad(t, (0, shape[1] - t.shape[1]), value=0)
+        out.append(t)
+    return tuple(out)
 
 
 def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact) -> dict:

@@ -21,26 +21,26 @@ from pathlib import Path
 from edgesmith.errors import EdgesmithError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime, TensorSpec
+from edgesmith.runtimes.executorch import ExecuTorchRuntime
+from edgesmith.runtimes.litert import LiteRTRuntime
 from edgesmith.runtimes.onnxruntime import OnnxRuntime
 from edgesmith.runtimes.torch import TorchRuntime
+from edgesmith.runtimes.torchscript_lite import TorchScriptLiteRuntime
 
 __all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "runtime_for"]
 
 RUNTIMES = Registry[type[Runtime]]("runtime")
 
-# Room for the runtimes another issue adds, each in its own lean module here:
-#   litert            (.tflite, extra tflite:  ai_edge_litert.interpreter.Interpreter)
-#   executorch        (.pte,    extra mobile:  executorch.runtime)
-#   torchscript-lite  (.ptl,    extra core:    torch.jit mobile / _load_for_lite_interpreter)
-#   tensorrt          (.engine / .plan, extra tensorrt, GPU only)
+# Still to come: tensorrt (.engine / .plan, extra tensorrt, GPU only).
 # A new runtime subclasses Runtime, imports its engine only inside _load (via
 # import_backend), and is registered below; tests/runtimes parametrises over RUNTIMES.
-for _cls in (OnnxRuntime, TorchRuntime):
+for _cls in (OnnxRuntime, TorchRuntime, LiteRTRuntime, ExecuTorchRuntime, TorchScriptLiteRuntime):
     RUNTIMES.register(_cls.name)(_cls)
 del _cls
 
 # Which runtime a suffix loads in when several registered runtimes take it.
 DEFAULT_FOR_SUFFIX = {".onnx": "onnxruntime", ".pt2": "torch"}
+DEFAULT_FOR_SUFFIX.update({".tflite": "litert", ".pte": "executorch", ".ptl": "torchscript-lite"})
 
 
 def runtime_for(path: str | os.PathLike) -> str:

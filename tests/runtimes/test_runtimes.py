@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from edgesmith.errors import EdgesmithError, MissingExtraError
+from edgesmith.export import get_exporter
 from edgesmith.runtimes import RUNTIMES, Runtime, load, runtime_for
 from edgesmith.runtimes.base import require
 from edgesmith.runtimes.onnxruntime import OnnxRuntime
@@ -20,6 +24,10 @@ from edgesmith.runtimes.torch import TorchRuntime, _flatten
 ATOL = 1e-5
 # One file suffix per registered runtime: the contract tests below run on each.
 CASES = {"onnxruntime": ".onnx", "torch": ".pt2"}
+CASES.update({"litert": ".tflite", "executorch": ".pte", "torchscript-lite": ".ptl"})
+# Formats written by edgesmith's own exporters (their files carry names and dynamic axes).
+EXPORTED = {"tflite": ".tflite", "executorch": ".pte", "torchscript-lite": ".ptl"}
+STATIC_BATCH = {"litert"}  # litert-torch converts static shapes (batch 1); the runtime loops
 
 
 class CNN(torch.nn.Module):
@@ -58,6 +66,17 @@ def _inputs(kind: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass
+class _IoTask:
+    """The part of a Task the exporters read: input/output names and the batch axis."""
+
+    input_names: list[str]
+    output_names: list[str]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {n: {0: "batch"} for n in self.input_names + self.output_names}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Both models, eval mode, exported once to every runtime's format."""
@@ -74,19 +93,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         batch = torch.export.Dim("batch", min=1, max=1024)
         dyn = {n: {0: batch} for n in example}
         onnx_path = out_dir / f"{kind}.onnx"
-        torch.onnx.export(
-            model,
-            args,
-            str(onnx_path),
-            dynamo=True,
-            input_names=names[0],
-            output_names=names[1],
-            dynamic_shapes=dyn,
-            verbose=False,
-        )
+        with warnings.catch_warnings():  # "axis name: batch will not be used": it is kept
+            warnings.filterwarnings("ignore", "# The axis name", UserWarning)
+            torch.onnx.export(
+                model,
+                args,
+                str(onnx_path),
+                dynamo=True,
+                input_names=names[0],
+                output_names=names[1],
+                dynamic_shapes=dyn,
+                verbose=False,
+            )
         pt2_path = out_dir / f"{kind}.pt2"
         torch.export.save(torch.export.export(model, args, dynamic_shapes=dyn), str(pt2_path))
         built[kind] = {"model": model, ".onnx": onnx_path, ".pt2": pt2_path, "names": names}
+        config = SimpleNamespace(dynamic_batch=True, max_batch=64)
+        for fmt, suffix in EXPORTED.items():
+            art = get_exporter(fmt)().export(model, args, _IoTask(*names), out_dir / f"{kind}-{fmt}", config)
+            built[kind][suffix] = art.path
     return built
 
 
@@ -141,9 +166,13 @@ def test_specs_names_dtypes_dynamic_batch(models: dict, runtime: str) -> None:
     assert [s.dtype for s in outs] == ["float32", "float32"]
     assert [s.shape[1:] for s in outs] == [[4], [16]]
     for s in ins + outs:
-        assert isinstance(s.shape[0], str), s  # the dynamic batch dim is symbolic
-    if runtime == "onnxruntime":  # ONNX keeps the names given at export
+        if runtime in STATIC_BATCH:
+            assert s.shape[0] == 1, s  # exported with batch 1; run() takes any batch
+        else:
+            assert isinstance(s.shape[0], str), s  # the dynamic batch dim is symbolic
+    if runtime != "torch":  # these keep the names given at export
         assert [s.name for s in outs] == ["logits", "hidden"]
+    if runtime in ("onnxruntime", "executorch", "torchscript-lite"):
         assert ins[0].shape[0] == "batch"
 
 
@@ -163,6 +192,8 @@ def test_load_picks_runtime_by_suffix(models: dict) -> None:
     assert runtime_for("a/b.ONNX") == "onnxruntime" and runtime_for("m.pt2") == "torch"
     with load(models["cnn"][".onnx"]) as a, load(models["cnn"][".pt2"]) as b:
         assert isinstance(a, OnnxRuntime) and isinstance(b, TorchRuntime)
+    for runtime, suffix in CASES.items():
+        assert runtime_for(f"m{suffix}") == runtime
 
 
 def test_onnxruntime_session_options_honour_threads(models: dict) -> None:
@@ -187,14 +218,11 @@ def test_onnx_files_include_external_data(models: dict, tmp_path: Path) -> None:
     onnx.save(model, str(path), save_as_external_data=True, location="weights.bin")
     with load(path) as rt:
         assert rt.files == [path, tmp_path / "weights.bin"]
-        np.testing.assert_array_equal(rt.run(_inputs("cnn", 2))[0], _eager_cnn(models, 2))
+        inputs = _inputs("cnn", 2)
+        expected = _eager(models["cnn"]["model"], inputs)[0]
+        np.testing.assert_allclose(rt.run(inputs)[0], expected, atol=ATOL, rtol=0)
     with load(models["cnn"][".pt2"]) as rt:
         assert rt.files == [models["cnn"][".pt2"]]
-
-
-def _eager_cnn(models: dict, batch: int) -> np.ndarray:
-    with load(models["cnn"][".onnx"]) as rt:
-        return rt.run(_inputs("cnn", batch))[0]
 
 
 def test_torch_runtime_sets_threads(models: dict) -> None:

@@ -1,0 +1,189 @@
+"""ExecuTorch (``.pte``), the successor of PyTorch Mobile, with the XNNPACK delegate.
+
+``torch.export`` (bounded dynamic batch and sequence) -> ``to_edge_transform_and_lower``
+with ``XnnpackPartitioner`` -> ``to_executorch``. ExecuTorch plans memory for the
+upper bounds, so the batch is bounded by ``max_batch`` (config ``max_batch``,
+default 64) and a sequence by ``task.max_length``: a bigger bound costs memory on
+the device, not speed.
+
+Lowering runs with the mkldnn and nnpack conv backends switched off: in torch
+2.14 the fake-tensor conv kernel asks them ``batch >= 16`` while XNNPACK re-traces
+the graph, which pins a dynamic batch to at most 15. They are not used at
+runtime either way (XNNPACK runs the convolutions).
+
+The artifact info reports delegation coverage: how many ops run inside XNNPACK
+and which are left to ExecuTorch's portable kernels. The file carries an
+``edgesmith_io`` constant method with the input/output names, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import operator
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgesmith import atomic
+from edgesmith.errors import ExportError
+from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.failures import export_error
+from edgesmith.export.pt2 import with_input_names
+from edgesmith.export.signature import IO_KEY, output_names, plain_inputs, tensor_entry
+from edgesmith.runtimes.base import require
+
+_EDGE_OP = re.compile(r"<EdgeOpOverload: ([\w.]+)>")
+
+
+def bounded_dynamic_shapes(task: Any, dynamic: bool, max_batch: int, max_seq: int) -> tuple | None:
+    """``torch.export`` dynamic shapes for the task's axes, bounded for memory planning."""
+    if not dynamic:
+        return None
+    dims: dict[str, torch.export.Dim] = {}
+    bounds = {"batch": (1, max_batch), "sequence": (2, max_seq)}
+    out = []
+    for name in task.input_names:
+        spec = {}
+        for ax, label in task.dynamic_axes().get(name, {}).items():
+            if label not in dims:
+                low, high = bounds.get(label, (2, max_seq))
+                dims[label] = torch.export.Dim(label, min=low, max=high)
+            spec[ax] = dims[label]
+        out.append(spec)
+    return tuple(out)
+
+
+def _bounds(task: Any, max_batch: int, max_seq: int) -> dict[str, int]:
+    """Upper bound of each dynamic axis label the task's inputs use."""
+    labels = [lab for n in task.input_names for lab in task.dynamic_axes().get(n, {}).values()]
+    return {lab: max_batch if lab == "batch" else max_seq for lab in dict.fromkeys(labels)}
+
+
+@contextlib.contextmanager
+def _xnnpack_conv_tracing() -> Iterator[None]:
+    """Keep a dynamic batch dynamic through XNNPACK's re-trace (module docstring)."""
+    with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+        yield
+
+
+def _op_name(target: Any) -> str:
+    m = _EDGE_OP.match(str(target))
+    return m.group(1) if m else getattr(target, "__name__", str(target))
+
+
+def _bookkeeping(node: Any) -> bool:
+    """getitem and symbolic-size arithmetic: no kernel runs for these."""
+    name = _op_name(node.target)
+    return getattr(node.target, "__module__", "") in (operator.__name__, "_operator") or name in (
+        "getitem", "mul", "add", "sub", "floordiv") or "sym_size" in name
+
+
+def delegation(program: Any) -> dict[str, Any]:
+    """Ops inside XNNPACK delegates vs ops left to portable kernels in a lowered program."""
+    gm = program.graph_module
+    calls = [n for n in gm.graph.nodes if n.op == "call_function" and not _bookkeeping(n)]
+    delegates = [n for n in calls if _op_name(n.target) == "executorch_call_delegate"]
+    delegated = 0
+    for node in delegates:
+        lowered = getattr(gm, node.args[0].target)
+        delegated += sum(1 for n in lowered.original_module.graph.nodes
+                         if n.op == "call_function" and not _bookkeeping(n))
+    portable = Counter(_op_name(n.target) for n in calls if n not in delegates)
+    total = delegated + sum(portable.values())
+    return {"backend": "XnnpackBackend", "delegate_calls": len(delegates), "delegated_ops": delegated,
+            "portable_ops": sum(portable.values()), "coverage": round(delegated / total, 4) if total else None,
+            "portable_op_histogram": dict(portable.most_common())}
+
+
+def io_spec(program: torch.export.ExportedProgram, task: Any) -> dict[str, list[dict]]:
+    """Names, shapes (dynamic dims labelled with the task's axis names) and dtypes."""
+    nodes = {n.name: n for n in program.graph.nodes}
+    sig = program.graph_signature
+    axes = task.dynamic_axes()
+    user_in = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+    symbols: dict[str, str] = {}  # "s77" -> "batch", from the inputs' labelled axes
+    inputs = []
+    for name in user_in:
+        val = nodes[name].meta["val"]
+        for ax, label in axes.get(name, {}).items():
+            symbols.setdefault(str(val.shape[ax]), label)
+        inputs.append(tensor_entry(name, val.shape, val.dtype, axes.get(name, {})))
+    outs = [nodes[s.arg.name].meta["val"] for s in sig.output_specs if s.kind.name == "USER_OUTPUT"]
+    names = output_names(task, len(outs))
+    outputs = [tensor_entry(n, v.shape, v.dtype, symbols) for n, v in zip(names, outs, strict=True)]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+class ExecuTorchExporter(Exporter):
+    """``model.pte`` for the ``executorch`` runtime, XNNPACK-delegated.
+
+    Attributes:
+        max_batch: Default upper bound of the dynamic batch (config ``max_batch`` overrides).
+    """
+
+    name = "executorch"
+    suffix = ".pte"
+    runtime = "executorch"
+    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999)}
+    max_batch = 64
+
+    def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
+        """Export, lower to XNNPACK and write ``out_dir/model.pte`` atomically.
+
+        Raises:
+            ExportError: An unknown precision, or export / lowering failed (one
+                line naming the op or model line and a format to try instead).
+            MissingExtraError: executorch is not installed.
+        """
+        require("executorch", "mobile", "the executorch exporter")
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        precision = getattr(config, "precision", "fp32")
+        if precision not in self.tolerances:
+            raise ExportError(f"executorch: precision '{precision}' is not supported yet; "
+                              f"choose one of: {', '.join(self.tolerances)}")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "model.pte"
+        model = model.eval().cpu()
+        max_batch = int(getattr(config, "max_batch", self.max_batch))
+        max_seq = int(getattr(task, "max_length", 512))
+        dynamic = bool(getattr(config, "dynamic_batch", True))
+        shapes = bounded_dynamic_shapes(task, dynamic, max_batch, max_seq)
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")  # also the TF32 notice the mkldnn flags print
+                with _xnnpack_conv_tracing():  # (and no graph dumps on stdout on failure)
+                    ep = torch.export.export(with_input_names(model, task.input_names),
+                                             plain_inputs(example_inputs), dynamic_shapes=shapes)
+                    spec = io_spec(ep, task)
+                    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+                                                       constant_methods={IO_KEY: json.dumps(spec)})
+                    coverage = delegation(edge.exported_program())
+                    program = edge.to_executorch()
+                    buffer = program.buffer
+        except Exception as e:  # noqa: BLE001 - export and lowering raise many error kinds
+            raise export_error("executorch", model, e) from None
+        atomic.write_bytes(path, buffer)
+        seconds = time.perf_counter() - start
+        plan = program.executorch_program.execution_plan[0]
+        info = {
+            "delegation": coverage,
+            "io": spec,
+            "dynamic_bounds": _bounds(task, max_batch, max_seq) if dynamic else None,
+            "planned_memory_bytes": int(sum(plan.non_const_buffer_sizes)),
+            "export_seconds": round(seconds, 2),
+        }
+        atomic.write_json(out_dir / "export.json", {"format": "executorch", "precision": precision, **info})
+        return ExportArtifact("executorch", precision, path, self.runtime, self.tolerances[precision],
+                              [path], info)
