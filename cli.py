@@ -68,7 +68,8 @@ def main() -> None:
 @click.option("--from", "from_stage", metavar="STAGE", help="Re-run from this stage on (teacher, distill, export, ...).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--no-parity-gate", is_flag=True, help="Warn instead of stopping when an export fails parity.")
-def run(recipe, out, overrides, from_stage, device, no_parity_gate) -> None:
+@click.option("--db", type=click.Path(path_type=Path), help="Also append the run's results to this results store.")
+def run(recipe, out, overrides, from_stage, device, no_parity_gate, db) -> None:
     """Run RECIPE (a YAML path or a shipped recipe name; default minilm-sentiment)."""
     from edgesmith.conf.recipe import load_recipe
     from edgesmith.pipeline.runner import Runner
@@ -78,6 +79,12 @@ def run(recipe, out, overrides, from_stage, device, no_parity_gate) -> None:
     summary = runner.run()
     _print_tables(summary)
     _console().print(f"summary: {runner.out / 'summary.json'}")
+    if db is not None:
+        from edgesmith.benchmarks.store import ResultsStore
+
+        with ResultsStore(db) as store:
+            store.add_run(summary, source=str(runner.out))
+        _console().print(f"results store: {db}")
 
 
 @main.command()
@@ -120,6 +127,91 @@ def show(run_dir: Path) -> None:
     except json.JSONDecodeError as e:
         raise EdgesmithError(f"{path}: not valid JSON ({e})") from None
     _print_tables(summary)
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise EdgesmithError(f"--{name} {text}: expected positive integers separated by commas, e.g. 1,2,4")
+    return values
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--runtime", help="Runtime (default: by file suffix).")
+@click.option("--target", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", default="1", show_default=True, help="Thread counts to sweep, e.g. 1,2.")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes to sweep, e.g. 1,8.")
+@click.option("--seq-len", default="128", show_default=True, help="Sequence lengths (token models only).")
+@click.option("--iterations", default=100, show_default=True, help="Minimum timed runs per point.")
+@click.option("--min-seconds", default=1.0, show_default=True, help="Minimum timing duration per point.")
+@click.option("--db", type=click.Path(path_type=Path), help="Append the results to this results store.")
+@click.option("--recipe", "recipe_name", help="Recipe name recorded with the rows in the store.")
+def bench(model, runtime, target, threads, batch, seq_len, iterations, min_seconds, db, recipe_name) -> None:
+    """Benchmark a MODEL file (each point in a fresh process), or import a run directory's
+    summary.json into --db."""
+    import json
+
+    from edgesmith.benchmarks.store import ResultsStore
+    from edgesmith.pipeline.report import benchmarks_table
+
+    if model.is_dir():
+        path = model / "summary.json"
+        if db is None or not path.exists():
+            raise EdgesmithError(f"{model}: a run directory needs summary.json and --db to import into")
+        with ResultsStore(db) as store:
+            store.add_run(json.loads(path.read_text()), source=str(model))
+        _console().print(f"imported {path} into {db}")
+        return
+    from edgesmith.benchmarks.sweep import sweep
+
+    rows = sweep(model, runtime, target, _ints(threads, "threads"), _ints(batch, "batch"),
+                 _ints(seq_len, "seq-len"), iterations=iterations, min_seconds=min_seconds)
+    _console().print(benchmarks_table({"benchmarks": rows}))
+    if db is not None:
+        with ResultsStore(db) as store:
+            for row in rows:
+                store.add_benchmark(row, recipe=recipe_name, source=str(model))
+        _console().print(f"{len(rows)} row(s) appended to {db}")
+    failed = [r for r in rows if r.get("error")]
+    if failed and len(failed) == len(rows):
+        raise EdgesmithError(f"{model}: every measurement failed; first: {failed[0]['error']}")
+
+
+@main.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
+def dashboard(db: Path, out: Path) -> None:
+    """Write the self-contained HTML dashboard of results store DB."""
+    from edgesmith.benchmarks.dashboard import render
+
+    if not db.exists():
+        raise EdgesmithError(f"{db}: no such results store; create one with `edgesmith run --db {db}`")
+    _console().print(f"dashboard: {render(db, out)}")
+
+
+@main.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--import", "import_path", type=click.Path(path_type=Path), help="Add a .json or .csv export.")
+@click.option("--export", "export_path", type=click.Path(path_type=Path), help="Write all results to .json or .csv.")
+def results(db: Path, import_path: Path | None, export_path: Path | None) -> None:
+    """Import into or export from results store DB (JSON or CSV, chosen by suffix)."""
+    from edgesmith.benchmarks.store import ResultsStore
+
+    if import_path is None and export_path is None:
+        raise EdgesmithError("results: pass --import FILE and/or --export FILE")
+    with ResultsStore(db) as store:
+        if import_path is not None:
+            csv_in = import_path.suffix.lower() == ".csv"
+            n = store.import_csv(import_path) if csv_in else store.import_json(import_path)
+            _console().print(f"{n} row(s) imported from {import_path}")
+        if export_path is not None:
+            csv_out = export_path.suffix.lower() == ".csv"
+            store.export_csv(export_path) if csv_out else store.export_json(export_path)
+            _console().print(f"results written to {export_path}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.atomic import write_bytes, write_json
+from edgesmith.benchmarks.fingerprint import fingerprint
 from edgesmith.benchmarks.stats import summarize
 from edgesmith.errors import EdgesmithError
 from edgesmith.runtimes import RUNTIMES, Runtime, runtime_for
@@ -123,8 +124,11 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
         after timing, before any eval), ``load_rss_mb`` (RSS added by loading
         the model, after the runtime package was imported), ``import_rss_mb``,
         ``model_size_bytes`` (all of the model's files, e.g. ONNX external
-        data), ``protocol`` and ``error`` (``None``).
+        data), ``protocol``, ``fingerprint`` (the machine, taken before loading;
+        see :func:`~edgesmith.benchmarks.fingerprint.fingerprint`) and ``error``
+        (``None``).
     """
+    env = fingerprint()
     model = str(spec["model"])
     runtime = spec.get("runtime") or runtime_for(model)
     threads, device = int(spec.get("threads", 1)), str(spec.get("device", "cpu"))
@@ -166,6 +170,7 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
             "min_seconds": min_seconds,
             "seconds": seconds,
         },
+        "fingerprint": env,
         "error": None,
     }
     if spec.get("eval_inputs"):
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure_spec(spec)
     except Exception as e:
         ident = {k: spec.get(k) for k in ("runtime", "model", "threads", "device")}
-        write_json(out_path, {**ident, "error": one_line(e)})
+        write_json(out_path, {**ident, "error": one_line(e), "fingerprint": fingerprint()})
         print(f"benchmark failed: {one_line(e)}", file=sys.stderr)
         return 1
     write_json(out_path, result)

@@ -63,15 +63,17 @@ def exports_table(summary: dict) -> Table:
 
 def benchmarks_table(summary: dict) -> Table:
     t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
-    for c in ("model", "runtime", "target", "threads", "batch", "p50", "p90", "p99", "peak RSS", "accuracy"):
+    for c in ("model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
+              "accuracy"):
         t.add_column(c)
     for b in summary.get("benchmarks", []):
         lat = b.get("latency_ms")
         if not lat:
             t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                      f"[red]{b.get('error')}[/red]", "", "", "", "")
+                      f"[red]{b.get('error')}[/red]", "", "", "", "", "")
             continue
+        ci = lat.get("p50_ci")
         t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                  f"{lat['p50']:.3f} ms", f"{lat['p90']:.3f} ms", f"{lat['p99']:.3f} ms",
+                  f"{lat['p50']:.3f} ms", f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", f"{lat['p90']:.3f} ms", f"{lat['p99']:.3f} ms",
                   f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")))
     return t

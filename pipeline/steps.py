@@ -197,7 +197,7 @@ def run_benchmark(runner, step, model, out: Path):
                                 "latency_ms": r.get("latency_ms"), "peak_rss_mb": r.get("peak_rss_mb"),
                                 "load_rss_mb": r.get("load_rss_mb"), "model_size_bytes": r.get("model_size_bytes"),
                                 "accuracy": acc, "accuracy_on": on, "protocol": r.get("protocol"),
-                                "error": r.get("error")})
+                                "fingerprint": r.get("fingerprint"), "error": r.get("error")})
             if tmp_dir is not None:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     shutil.rmtree(out / "models", ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -97,6 +99,10 @@ def test_measure_end_to_end(add_onnx: Path) -> None:
     assert r["error"] is None, r["error"]
     lat = r["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert lat["p50_ci"][0] <= lat["p50"] <= lat["p50_ci"][1]
+    assert lat["p99_ci"][0] <= lat["p99"] <= lat["p99_ci"][1]
+    fp = r["fingerprint"]
+    assert fp["cpu"]["logical_cores"] == os.cpu_count() and "numpy" in fp["libraries"]
     assert r["peak_rss_mb"] > r["load_rss_mb"] >= 0
     assert (r["runtime"], r["threads"], r["device"], r["batch"]) == ("onnxruntime", 1, "cpu", 1)
     assert r["model_size_bytes"] == add_onnx.stat().st_size
@@ -165,6 +171,7 @@ def test_measure_failures_return_an_error(add_onnx: Path, tmp_path: Path) -> Non
     missing = tmp_path / "missing.onnx"
     r = measure(missing, "onnxruntime", {"x": np.ones((1, 1), np.float32)})
     assert r["error"] == f"{missing}: no such model file" and r["eval_outputs"] is None
+    assert r["fingerprint"]["python"] == platform.python_version()  # failed rows say where too
     r = measure(add_onnx, "tflite", {"x": np.ones((1, 1), np.float32)})
     assert r["error"].startswith("unknown runtime 'tflite'") and r["runtime"] == "tflite"
     r = measure(add_onnx, "onnxruntime", {"wrong": np.ones((1, 1), np.float32)}, min_seconds=0)

@@ -1,0 +1,139 @@
+"""The results dashboard: one self-contained HTML page drawn from a results store.
+
+    from edgesmith.benchmarks.dashboard import render
+
+    render("results.db", "report.html")
+
+The page needs no network: its CSS and JS (``dashboard.css``, ``dashboard.js``
+beside this module) are inlined, the plots are SVG drawn by that script, and
+the data is embedded as JSON in ``<script type="application/json"
+id="edgesmith-data">``. It shows latency-vs-quality and size-vs-quality Pareto
+plots per target, each run's per-stage waterfall (stages slower than the one
+before are flagged), and a hardware table filtered live by a latency budget,
+with filters by recipe, runtime and target. The filter state lives in the URL
+fragment (``report.html#budget=5&runtime=onnxruntime``) so a view can be shared.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgesmith.atomic import write_text
+from edgesmith.benchmarks.store import ResultsStore
+from edgesmith.errors import EdgesmithError
+
+ASSETS = Path(__file__).with_name("dashboard.js"), Path(__file__).with_name("dashboard.css")
+BENCH_FIELDS = (
+    "id run_id recipe target runtime model threads batch seq_len p50 p90 p99 mean n "
+    "p50_ci_lo p50_ci_hi p99_ci_lo p99_ci_hi throughput_per_s peak_rss_mb load_rss_mb "
+    "model_size_bytes accuracy accuracy_on host cpu_model gpu error added_at".split()
+)
+STAGE_FIELDS = ("position", "name", "kind", "params", "size_bytes", "accuracy", "metrics")
+EXPORT_FIELDS = ("format", "precision", "runtime", "size_bytes", "parity_passed", "max_abs_diff")
+
+
+def dashboard_data(store: ResultsStore) -> dict[str, Any]:
+    """The data the page embeds: runs with their stages and exports, and every measurement."""
+    stages, exports = store.stages(), store.exports()
+    runs = []
+    for r in store.runs():
+        runs.append(
+            {
+                **{k: r[k] for k in ("id", "recipe", "task", "source", "added_at")},
+                "stages": [
+                    {k: s[k] for k in STAGE_FIELDS} for s in stages if s["run_id"] == r["id"]
+                ],
+                "exports": [
+                    {k: e[k] for k in (*EXPORT_FIELDS, "error")}
+                    for e in exports
+                    if e["run_id"] == r["id"]
+                ],
+            }
+        )
+    benchmarks = []
+    for b in store.rows():
+        row = {k: b[k] for k in BENCH_FIELDS}
+        row["cores"] = ((b.get("fingerprint") or {}).get("cpu") or {}).get("logical_cores")
+        benchmarks.append(row)
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "database": str(store.path),
+        "runs": runs,
+        "benchmarks": benchmarks,
+    }
+
+
+def _script_json(obj: Any) -> str:
+    """JSON that cannot end its ``<script>`` element early (``<``, ``>``, ``&`` escaped)."""
+    text = json.dumps(obj, allow_nan=False, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The page for :func:`dashboard_data`'s output, as one HTML string."""
+    js, css = (p.read_text() for p in ASSETS)
+    title = f"edgesmith results: {len(data['runs'])} runs, {len(data['benchmarks'])} measurements"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>
+{css}</style>
+</head>
+<body>
+<header>
+  <h1>edgesmith results</h1>
+  <p class="meta" id="meta"></p>
+  <form id="filters" onsubmit="return false">
+    <label>recipe <select id="f-recipe"><option value="">all</option></select></label>
+    <label>runtime <select id="f-runtime"><option value="">all</option></select></label>
+    <label>target <select id="f-target"><option value="">all</option></select></label>
+    <label>latency budget (p50, ms)
+      <input id="budget" type="number" min="0" step="any" placeholder="none"></label>
+  </form>
+</header>
+<main>
+  <section><h2>Latency and size against quality, per target</h2>
+    <p class="note">Accuracy from each runtime's own outputs; x axes are logarithmic;
+    whiskers are 95% bootstrap intervals of p50; ringed points are on the Pareto front.</p>
+    <div id="pareto"></div></section>
+  <section><h2>Which device and runtime meet the latency budget, at which quality</h2>
+    <p class="note" id="hw-caption"></p>
+    <table id="hw"><thead></thead><tbody></tbody></table></section>
+  <section><h2>Per-stage waterfall</h2>
+    <p class="note">Teacher, then each stage, then the exported files. A stage slower than
+    the stage before it on the same target and runtime is marked <span class="badge">slower</span>.</p>
+    <div id="waterfall"></div></section>
+</main>
+<svg id="svg-ns" width="0" height="0" aria-hidden="true"></svg>
+<script type="application/json" id="edgesmith-data">{_script_json(data)}</script>
+<script>
+{js}</script>
+</body>
+</html>
+"""
+
+
+def render(store_or_path: ResultsStore | str | Path, out_html: str | Path) -> Path:
+    """Write the dashboard of a results store (or of the database at a path) to ``out_html``.
+
+    The file is written atomically. Returns its path.
+
+    Raises:
+        EdgesmithError: the database does not exist or is not an edgesmith store.
+    """
+    if isinstance(store_or_path, ResultsStore):
+        data = dashboard_data(store_or_path)
+    else:
+        path = Path(store_or_path)
+        if not path.is_file():
+            raise EdgesmithError(f"{path}: no such results database")
+        with ResultsStore(path) as store:
+            data = dashboard_data(store)
+    return write_text(out_html, render_html(data))

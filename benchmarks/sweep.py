@@ -1,0 +1,101 @@
+"""Sweep one model file over thread counts, batch sizes and sequence lengths.
+
+Each point is measured by :func:`edgesmith.benchmarks.latency.measure` in its
+own fresh process. Inputs are synthesised from the model's input spec: float
+inputs are seeded standard-normal, integer inputs named like a mask are ones,
+other integer inputs (token ids) are seeded ids in ``[1000, 2000)``::
+
+    from edgesmith.benchmarks.sweep import sweep
+
+    rows = sweep("student.onnx", threads=[1, 2], batches=[1, 8])
+
+A failed point is a row with ``error`` set; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.benchmarks.latency import measure
+from edgesmith.errors import EdgesmithError
+from edgesmith.progress import progress_bar
+
+TARGETS = ("cpu", "cuda")
+
+
+def synth_inputs(specs: list[Any], batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for ``specs`` (runtime :class:`TensorSpec` list): dynamic dim 0 -> ``batch``,
+    other dynamic dims -> ``seq_len``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        shape = [
+            d if isinstance(d, int) and d > 0 else (batch if i == 0 else seq_len)
+            for i, d in enumerate(s.shape)
+        ]
+        dtype = np.dtype(s.dtype)
+        if dtype.kind == "f":
+            out[s.name] = rng.standard_normal(shape).astype(dtype)
+        elif "mask" in s.name.lower():
+            out[s.name] = np.ones(shape, dtype)
+        elif dtype.kind in "iu":
+            out[s.name] = rng.integers(1000, 2000, shape).astype(dtype)
+        else:
+            out[s.name] = np.zeros(shape, dtype)
+    return out
+
+
+def input_specs(model: str | os.PathLike, runtime: str | None) -> list[Any]:
+    """The model's input spec, read by loading it once in this process."""
+    from edgesmith.runtimes import load
+
+    with load(model, runtime) as rt:
+        return rt.inputs
+
+
+def sweep(
+    model: str | os.PathLike,
+    runtime: str | None = None,
+    target: str = "cpu",
+    threads: list[int] | tuple[int, ...] = (1,),
+    batches: list[int] | tuple[int, ...] = (1,),
+    seq_lens: list[int] | tuple[int, ...] = (128,),
+    warmup: int = 10,
+    iterations: int = 100,
+    min_seconds: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Measure ``model`` at every (threads, batch, seq_len) point; returns one row each,
+    in the ``summary.json`` benchmark shape (see the README)."""
+    path = Path(model)
+    if not path.exists():
+        raise EdgesmithError(f"{path}: no such model file")
+    if target not in TARGETS:
+        raise EdgesmithError(
+            f"--target {target}: not a local target; use one of {', '.join(TARGETS)} "
+            "(device targets ssh/adb are not implemented yet)"
+        )
+    specs = input_specs(path, runtime)
+    has_seq = any(sum(not isinstance(d, int) for d in s.shape) > 1 for s in specs)
+    points = list(itertools.product(threads, batches, seq_lens if has_seq else [None]))
+    rows = []
+    with progress_bar() as bar:
+        task = bar.add_task(f"benchmark {path.name}", total=len(points))
+        for t, b, s in points:
+            r = measure(path, runtime, synth_inputs(specs, b, s or 1), threads=t, device=target,
+                        warmup=warmup, iterations=iterations, min_seconds=min_seconds)
+            r.pop("eval_outputs", None)
+            rows.append({
+                "target": target, "runtime": r.get("runtime") or runtime, "model": path.stem,
+                "threads": t, "batch": b, "seq_len": s, "latency_ms": r.get("latency_ms"),
+                "peak_rss_mb": r.get("peak_rss_mb"), "load_rss_mb": r.get("load_rss_mb"),
+                "model_size_bytes": r.get("model_size_bytes"), "accuracy": None,
+                "protocol": r.get("protocol"), "fingerprint": r.get("fingerprint"),
+                "error": r.get("error"),
+            })  # fmt: skip
+            bar.advance(task)
+    return rows
