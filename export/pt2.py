@@ -48,7 +48,7 @@ class Pt2Exporter(Exporter):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "model.pt2"
-        tmp = out_dir / ".model.pt2.tmp"
+        tmp = out_dir / ".model.tmp.pt2"  # torch warns unless the name ends in .pt2
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
