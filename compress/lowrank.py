@@ -29,10 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
+from edgesmith.errors import StageError
 from edgesmith.models.tasks import Task, TensorSet
 
 __all__ = ["LowRankConfig", "factorize", "rebuild_factorized"]
@@ -40,7 +42,9 @@ __all__ = ["LowRankConfig", "factorize", "rebuild_factorized"]
 
 @dataclass
 class LowRankConfig(StageConfig):
-    """Low-rank factorization settings: exactly one of ``rank``, ``energy``, ``ratio``."""
+    """Low-rank factorization settings: exactly one of ``rank``, ``energy``, ``ratio``,
+    or ``auto`` (:mod:`edgesmith.compress.auto`): a rank per layer chosen from a
+    sensitivity table under a global parameter or FLOP budget."""
 
     kind = "lowrank"
     rank: int | None = field(default=None, metadata=at_least(1))
@@ -56,10 +60,14 @@ class LowRankConfig(StageConfig):
     temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
     alpha: float = field(default=0.9, metadata=between(0, 1))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    auto: AutoConfig | None = None
 
     def validate(self) -> None:
         given = [k for k in ("rank", "energy", "ratio") if getattr(self, k) is not None]
-        if len(given) != 1:
+        if self.auto is not None and given:
+            raise RecipeError(given[0], "auto chooses each layer's rank; remove rank, energy and ratio "
+                                        "(candidates go in auto.ratios / auto.ranks)")
+        if self.auto is None and len(given) != 1:
             got = f"got {' and '.join(given)}" if given else "got none"
             raise RecipeError(given[1] if len(given) > 1 else "rank", f"give exactly one of rank, energy or ratio ({got})")
         if "Embedding" in self.op_types and not self.include_embeddings:
@@ -98,16 +106,35 @@ def factorize(
     """
     out = copy.deepcopy(model).to(device).eval()
     before = model_sizes(out)
+    auto = None
+    if config.auto is not None:
+        from edgesmith.compress.auto import plan_lowrank
+
+        if task is None:
+            raise StageError(f"{config.name or 'lowrank'}: auto mode needs the task and held-out data to score layers")
+        auto = plan_lowrank(out, config, task, val, teacher, device)
     done, skipped = [], []
     for name, m in select(out, config.selection, config.default_types):
-        entry = _factorize_layer(out, name, m, config)
+        if auto is not None and name not in auto["ranks"]:
+            continue
+        entry = _factorize_layer(out, name, m, config, None if auto is None else auto["ranks"][name])
         (done if "rank" in entry else skipped).append(entry)
     rec = None
     if config.epochs > 0 and train is not None and done:
         reference = teacher if teacher is not None else copy.deepcopy(model).to(device)
         rec = KDRecovery(reference, config, task, train, val, device=device, seed=seed)(out)
-    return out.eval(), {"layers": done, "skipped": skipped, "recovery": rec,
-                        "size_before": before, "size_after": model_sizes(out)}
+    report = {"layers": done, "skipped": skipped, "recovery": rec, "size_before": before, "size_after": model_sizes(out)}
+    if auto is not None:
+        from edgesmith.compress.auto import budget_used
+
+        example = tuple(t.to(device) for t in task.prepare(val.take(slice(0, 1)).inputs))
+        auto["after"] = budget_used(out, config.auto.budget, example)
+        auto["met"] = auto["after"] <= auto["allowed"]
+        if not auto["met"]:
+            raise StageError(f"{config.name or 'lowrank'}: auto plan left {auto['after']} {config.auto.budget}, "
+                             f"above the budget of {auto['allowed']}; please report this")
+        report["auto"] = auto
+    return out.eval(), report
 
 
 def rebuild_factorized(model: nn.Module, report: dict[str, Any]) -> nn.Module:
@@ -138,7 +165,8 @@ def _choose_rank(config: LowRankConfig, s: torch.Tensor, rows: int, cols: int, n
     return max(1, min(max_rank, int(config.ratio * rows * cols / (rows + cols))))
 
 
-def _factorize_layer(model: nn.Module, name: str, m: nn.Module, config: LowRankConfig) -> dict[str, Any]:
+def _factorize_layer(model: nn.Module, name: str, m: nn.Module, config: LowRankConfig,
+                     rank: int | None = None) -> dict[str, Any]:
     if isinstance(m, nn.Conv2d) and m.groups != 1:
         return {"name": name, "reason": f"grouped convolution (groups={m.groups})"}
     if not isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
@@ -146,7 +174,7 @@ def _factorize_layer(model: nn.Module, name: str, m: nn.Module, config: LowRankC
     w = _matrix(m)
     rows, cols = w.shape
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    r = _choose_rank(config, s, rows, cols, name)
+    r = rank if rank is not None else _choose_rank(config, s, rows, cols, name)
     dense, factored = rows * cols, r * (rows + cols)
     if factored >= dense:
         return {"name": name, "reason": f"rank {r} would keep {factored} weights, dense has {dense}: no saving"}

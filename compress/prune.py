@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, cubic_schedule, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
 from edgesmith.conf.base import RecipeError, at_least, between
@@ -49,7 +50,9 @@ class PruneConfig(StageConfig):
 
     ``sparsity`` is the fraction of weights (unstructured) or of channels, heads
     and FFN neurons (structured) removed at the end of ``schedule_steps`` steps;
-    each step is followed by ``epochs`` of KD recovery (0: none).
+    each step is followed by ``epochs`` of KD recovery (0: none). With ``auto``
+    (:mod:`edgesmith.compress.auto`) each layer gets its own ratio, chosen from a
+    sensitivity table under a global budget, and ``sparsity`` is not used.
     """
 
     kind = "prune"
@@ -68,9 +71,20 @@ class PruneConfig(StageConfig):
     temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
     alpha: float = field(default=0.9, metadata=between(0, 1))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    auto: AutoConfig | None = None
 
     def validate(self) -> None:
         self.selection  # noqa: B018 - validates include/exclude/op_types
+        if self.auto is not None:
+            if self.auto.ranks:
+                raise RecipeError("auto.ranks", "ranks are lowrank candidates; a prune stage takes auto.ratios")
+            if self.pattern != "none":
+                raise RecipeError("auto", f"pattern '{self.pattern}' fixes each layer's sparsity; remove auto or pattern")
+            if self.scope != "layer":
+                raise RecipeError("scope", "auto chooses a ratio per layer; set scope: layer")
+            if self.method == "unstructured" and self.auto.budget == "flops":
+                raise RecipeError("auto.budget", "unstructured sparsity saves no dense FLOPs; use budget: params "
+                                                 "or method: structured")
         if self.pattern == "2:4":
             if self.method != "unstructured":
                 raise RecipeError("pattern", "'2:4' is a pattern of unstructured sparsity; set method: unstructured")
@@ -113,20 +127,45 @@ def prune(
     reference = teacher
     if reference is None and config.epochs > 0 and train is not None:
         reference = copy.deepcopy(pruned)
+    auto = None
+    if config.auto is not None:
+        from edgesmith.compress.auto import plan_prune
+
+        if task is None:
+            raise StageError(f"{config.name or 'prune'}: auto mode needs the task and held-out data to score layers")
+        auto = plan_prune(pruned, config, task, val, teacher, device)
     recovery = KDRecovery(reference, config, task, train, val, device=device, seed=seed) if reference is not None else None
+    ratios = None if auto is None else auto["ratios"]
     if config.method == "unstructured":
-        report = _unstructured(pruned, config, recovery)
+        report = _unstructured(pruned, config, recovery, ratios)
     else:
         from edgesmith.compress.prune_structured import prune_structured
 
         if task is None or train is None or not len(train):
             raise StageError(f"{config.name or 'prune'}: structured pruning needs task and train data to trace the model")
-        report = prune_structured(pruned, config, task, train, recovery, device)
-    report = {"method": config.method, "target_sparsity": config.sparsity, "scope": config.scope,
+        report = prune_structured(pruned, config, task, train, recovery, device, ratios)
+    if auto is not None:
+        _check_budget(pruned, config, auto, task, val, device)
+    report = {"method": config.method, "target_sparsity": None if auto else config.sparsity, "scope": config.scope,
               "pattern": config.pattern, **report, "size_before": before, "size_after": model_sizes(pruned)}
+    if auto is not None:
+        report["auto"] = auto
     if config.method == "unstructured":
         report["note"] = UNSTRUCTURED_NOTE + (f"; {TWO_FOUR_NOTE}" if config.pattern == "2:4" else "")
     return pruned.eval(), report
+
+
+def _check_budget(model: nn.Module, config: PruneConfig, auto: dict[str, Any], task: Task, val: TensorSet,
+                  device: str) -> None:
+    """Record what the pruned model really uses; it must be within the budget."""
+    from edgesmith.compress.auto import budget_used
+
+    example = tuple(t.to(device) for t in task.prepare(val.take(slice(0, 1)).inputs))
+    auto["after"] = budget_used(model, config.auto.budget, example, nonzero=config.method == "unstructured")
+    auto["met"] = auto["after"] <= auto["allowed"]
+    if not auto["met"]:
+        raise StageError(f"{config.name or 'prune'}: auto plan left {auto['after']} {config.auto.budget}, above the "
+                         f"budget of {auto['allowed']}; please report this (predicted {auto['predicted_after']})")
 
 
 def rebuild_pruned(model: nn.Module, report: dict[str, Any]) -> nn.Module:
@@ -139,8 +178,11 @@ def rebuild_pruned(model: nn.Module, report: dict[str, Any]) -> nn.Module:
 
 
 # ------------------------------------------------------------------ unstructured
-def _unstructured(model: nn.Module, config: PruneConfig, recovery: KDRecovery | None) -> dict[str, Any]:
+def _unstructured(model: nn.Module, config: PruneConfig, recovery: KDRecovery | None,
+                  ratios: dict[str, float] | None = None) -> dict[str, Any]:
     layers = select(model, config.selection, ["Linear", "Conv2d"])
+    if ratios is not None:  # auto: each layer its own final sparsity, on the same cubic schedule
+        layers = [(n, m) for n, m in layers if n in ratios]
     skipped = []
     if config.pattern == "2:4":
         skipped = [{"name": n, "reason": f"rows of {m.weight[0].numel()} weights do not split into groups of 4"}
@@ -155,12 +197,17 @@ def _unstructured(model: nn.Module, config: PruneConfig, recovery: KDRecovery | 
             if torch_prune.is_pruned(m):
                 torch_prune.remove(m, "weight")
         weights = [m.weight.detach() for _, m in layers]
-        masks = [_two_four_mask(w) for w in weights] if config.pattern == "2:4" else _magnitude_masks(
-            weights, target, config.scope)
+        if ratios is not None:
+            masks = [_keep_top(w.abs(), round(cubic_schedule(ratios[n], len(steps))[step - 1] * w.numel()))
+                     for (n, _), w in zip(layers, weights, strict=True)]
+        elif config.pattern == "2:4":
+            masks = [_two_four_mask(w) for w in weights]
+        else:
+            masks = _magnitude_masks(weights, target, config.scope)
         for (_, m), mask in zip(layers, masks, strict=True):
             torch_prune.custom_from_mask(m, "weight", mask)
         rec = recovery(model, step if len(steps) > 1 else None) if recovery is not None else None
-        history.append({"step": step, "target_sparsity": target, "recovery": rec})
+        history.append({"step": step, "target_sparsity": None if ratios is not None else target, "recovery": rec})
     for _, m in layers:
         torch_prune.remove(m, "weight")
     per_layer = [{"name": n, "type": type(m).__name__, "weights": m.weight.numel(),

@@ -33,12 +33,17 @@ FFN_NOTE = ("FFN widths now differ per layer, which a Hugging Face config cannot
 
 
 def prune_structured(model: nn.Module, config, task: Task, train: TensorSet,
-                     recovery: KDRecovery | None, device: str = "cpu") -> dict[str, Any]:
-    """Prune ``model`` in place (the caller passes a copy); returns the report part."""
+                     recovery: KDRecovery | None, device: str = "cpu",
+                     ratios: dict[str, float] | None = None) -> dict[str, Any]:
+    """Prune ``model`` in place (the caller passes a copy); returns the report part.
+    ``ratios`` (auto mode, CNNs): each named layer's own final ratio instead of ``config.sparsity``."""
     before = snapshot(model)
     layers = _bert_layers(model)
+    if layers is not None and ratios is not None:
+        raise RecipeError("auto", "auto mode prunes Conv2d / Linear channels; transformer heads and FFN neurons "
+                                  "take one sparsity")
     if layers is None:
-        per_layer, history = _prune_channels(model, config, task, train, recovery, device)
+        per_layer, history = _prune_channels(model, config, task, train, recovery, device, ratios)
         extra: dict[str, Any] = {}
     else:
         per_layer, history, heads = _prune_transformer(model, layers, config, recovery)
@@ -49,7 +54,7 @@ def prune_structured(model: nn.Module, config, task: Task, train: TensorSet,
 
 
 # ----------------------------------------------------------------------- CNNs
-def _prune_channels(model, config, task, train, recovery, device):
+def _prune_channels(model, config, task, train, recovery, device, ratios=None):
     import torch_pruning as tp
 
     example = tuple(t.to(device) for t in task.prepare(train.take(slice(0, 2)).inputs))
@@ -60,8 +65,12 @@ def _prune_channels(model, config, task, train, recovery, device):
     ignored = [m for _, m in model.named_modules()
                if op_type_matches(m, WIDTH_TYPES) and (id(m) not in chosen or m is last)]
     steps = cubic_schedule(config.sparsity, config.schedule_steps)
+    per_layer_ratio = None
+    if ratios is not None:  # auto: the planned layers at their own ratios, the rest of the selection at 0
+        per_layer_ratio = {m: ratios[n] for n, m in model.named_modules() if n in ratios}
     pruner = tp.pruner.MetaPruner(
-        model, example, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=config.sparsity,
+        model, example, importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=config.sparsity if ratios is None else 0.0, pruning_ratio_dict=per_layer_ratio,
         global_pruning=config.scope == "global", iterative_steps=len(steps),
         iterative_pruning_ratio_scheduler=lambda ratio, n: [0.0, *cubic_schedule(ratio, n)],
         ignored_layers=ignored, round_to=config.round_to if config.round_to > 1 else None,
@@ -72,7 +81,7 @@ def _prune_channels(model, config, task, train, recovery, device):
         pruner.step()
         model.eval()
         rec = recovery(model, step if len(steps) > 1 else None) if recovery is not None else None
-        history.append({"step": step, "target_sparsity": target, "recovery": rec})
+        history.append({"step": step, "target_sparsity": None if ratios is not None else target, "recovery": rec})
     del pruner  # it holds the model; nothing of it stays on the model
     per_layer = []
     for name, m in model.named_modules():
