@@ -7,13 +7,15 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=${EDGESMITH_VENV:-.venv}
 
-# 1. Debian data packages used by the shipped recipes, and chromium for the dashboard test.
+# 1. Debian data packages used by the shipped recipes, chromium and sshd for tests.
 need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 [ -d /usr/share/games/fortunes ] || need+=(fortunes)
 [ -d /usr/share/wordnet ] || need+=(wordnet-base)
 # Headless browser for the dashboard test (tests/benchmarks/test_dashboard.py).
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
+# sshd for the ssh benchmark target test (tests/benchmarks/test_targets.py runs its own on 127.0.0.1).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "[setup] apt-get install ${need[*]}"

@@ -1,6 +1,8 @@
-"""Benchmarks: latency and memory of a model file in a runtime, each in a fresh process;
-the machine fingerprint, a SQLite results store and the HTML dashboard
-(:func:`edgesmith.benchmarks.dashboard.render`)."""
+"""Benchmarks: latency and memory of a model file in a runtime, each in a fresh process,
+here or on a device target (:mod:`edgesmith.benchmarks.targets`: ssh, adb); the machine
+fingerprint, a SQLite results store, the HTML dashboard
+(:func:`edgesmith.benchmarks.dashboard.render`) and the flagship comparison
+(``python -m edgesmith.benchmarks.flagships``)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,10 @@ other integer inputs (token ids) are seeded ids in ``[1000, 2000)``::
 
     rows = sweep("student.onnx", threads=[1, 2], batches=[1, 8])
 
+``target`` is ``cpu``, ``cuda``, ``ssh://user@host[:port]`` or ``adb[://SERIAL]``
+(:mod:`edgesmith.benchmarks.targets`); ``target_options`` go to that target
+(e.g. ``{"remote_python": "/opt/venv/bin/python"}``).
+
 A failed point is a row with ``error`` set; the sweep goes on.
 """
 
@@ -21,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.benchmarks.latency import measure
+from edgesmith.benchmarks.targets import get_target
 from edgesmith.errors import EdgesmithError
 from edgesmith.progress import progress_bar
 
-TARGETS = ("cpu", "cuda")
+# Input names whose integer values are segment ids (0 for a single sentence), not token ids.
+SEGMENT_NAMES = ("token_type", "segment")
 
 
 def synth_inputs(specs: list[Any], batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -43,6 +48,8 @@ def synth_inputs(specs: list[Any], batch: int, seq_len: int, seed: int = 0) -> d
             out[s.name] = rng.standard_normal(shape).astype(dtype)
         elif "mask" in s.name.lower():
             out[s.name] = np.ones(shape, dtype)
+        elif any(n in s.name.lower() for n in SEGMENT_NAMES):
+            out[s.name] = np.zeros(shape, dtype)
         elif dtype.kind in "iu":
             out[s.name] = rng.integers(1000, 2000, shape).astype(dtype)
         else:
@@ -68,34 +75,47 @@ def sweep(
     warmup: int = 10,
     iterations: int = 100,
     min_seconds: float = 1.0,
+    target_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure ``model`` at every (threads, batch, seq_len) point; returns one row each,
-    in the ``summary.json`` benchmark shape (see the README)."""
+    """Measure ``model`` at every (threads, batch, seq_len) point on ``target``; returns
+    one row each, in the ``summary.json`` benchmark shape (see the README).
+
+    A target whose tool makes its own inputs (``adb``) is swept over ``threads`` only,
+    at the file's own input shapes.
+    """
     path = Path(model)
     if not path.exists():
         raise EdgesmithError(f"{path}: no such model file")
-    if target not in TARGETS:
-        raise EdgesmithError(
-            f"--target {target}: not a local target; use one of {', '.join(TARGETS)} "
-            "(device targets ssh/adb are not implemented yet)"
-        )
-    specs = input_specs(path, runtime)
+    tgt = get_target(target, **(target_options or {}))
+    specs = input_specs(path, runtime) if tgt.takes_inputs else []
     has_seq = any(sum(not isinstance(d, int) for d in s.shape) > 1 for s in specs)
-    points = list(itertools.product(threads, batches, seq_lens if has_seq else [None]))
+    points = list(itertools.product(threads, batches if tgt.takes_inputs else [None],
+                                    seq_lens if has_seq else [None]))
     rows = []
-    with progress_bar() as bar:
-        task = bar.add_task(f"benchmark {path.name}", total=len(points))
+    with tgt, progress_bar() as bar:
+        task = bar.add_task(f"benchmark {path.name} on {target}", total=len(points))
         for t, b, s in points:
-            r = measure(path, runtime, synth_inputs(specs, b, s or 1), threads=t, device=target,
-                        warmup=warmup, iterations=iterations, min_seconds=min_seconds)
-            r.pop("eval_outputs", None)
-            rows.append({
-                "target": target, "runtime": r.get("runtime") or runtime, "model": path.stem,
-                "threads": t, "batch": b, "seq_len": s, "latency_ms": r.get("latency_ms"),
-                "peak_rss_mb": r.get("peak_rss_mb"), "load_rss_mb": r.get("load_rss_mb"),
-                "model_size_bytes": r.get("model_size_bytes"), "accuracy": None,
-                "protocol": r.get("protocol"), "fingerprint": r.get("fingerprint"),
-                "error": r.get("error"),
-            })  # fmt: skip
+            inputs = synth_inputs(specs, b, s or 1) if tgt.takes_inputs else {}
+            r = tgt.measure(path, runtime, inputs, threads=t, warmup=warmup, iterations=iterations,
+                            min_seconds=min_seconds)
+            rows.append(bench_row(r, target, runtime, path.stem, t, b, s))
             bar.advance(task)
     return rows
+
+
+def bench_row(r: dict[str, Any], target: str, runtime: str | None, model: str, threads: int,
+              batch: int | None, seq_len: int | None) -> dict[str, Any]:
+    """A measurement as a ``summary.json`` benchmark row; target-specific extras
+    (``latency_note``, ``memory_mb``, ...) are kept."""
+    row = {
+        "target": target, "runtime": r.get("runtime") or runtime, "model": model,
+        "threads": threads, "batch": batch if batch is not None else r.get("batch"), "seq_len": seq_len,
+        "latency_ms": r.get("latency_ms"), "peak_rss_mb": r.get("peak_rss_mb"),
+        "load_rss_mb": r.get("load_rss_mb"), "model_size_bytes": r.get("model_size_bytes"),
+        "accuracy": None, "protocol": r.get("protocol"), "fingerprint": r.get("fingerprint"),
+        "error": r.get("error"),
+    }  # fmt: skip
+    for k in ("latency_note", "memory_mb", "init_ms", "warmup_avg_ms"):
+        if r.get(k) is not None:
+            row[k] = r[k]
+    return row

@@ -87,8 +87,12 @@ def test_bench_bad_input_is_one_line(token_onnx: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and res.stderr.strip() == f"error: {tmp_path}/nope.onnx: no such model file"
     res = cli.invoke(main, ["bench", str(token_onnx), "--threads", "0"])
     assert res.exit_code == 1 and "--threads 0: expected positive integers" in res.stderr
-    res = cli.invoke(main, ["bench", str(token_onnx), "--target", "adb"])
-    assert res.exit_code == 1 and "--target adb: not a local target" in res.stderr
+    res = cli.invoke(main, ["bench", str(token_onnx), "--target", "tpu"])
+    assert res.exit_code == 1 and "--target tpu: unknown target" in res.stderr
+    res = cli.invoke(main, ["bench", str(token_onnx), "--target", "adb"])  # a device target, wrong file
+    assert res.exit_code == 1 and "benchmark_model runs .tflite files only" in res.stderr
+    res = cli.invoke(main, ["bench", str(token_onnx), "--remote-python", "python3"])
+    assert res.exit_code == 1 and "--remote-python: not an option of cpu targets" in res.stderr
     res = cli.invoke(main, ["dashboard", str(tmp_path / "none.db")])
     assert res.exit_code == 1 and "no such results store" in res.stderr
     junk = tmp_path / "junk.db"
