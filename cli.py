@@ -79,6 +79,8 @@ def run(recipe, out, overrides, from_stage, device, no_parity_gate, db) -> None:
     summary = runner.run()
     _print_tables(summary)
     _console().print(f"summary: {runner.out / 'summary.json'}")
+    if (summary.get("bundle") or {}).get("path"):
+        _console().print(f"bundle: {runner.out / summary['bundle']['path']} (edgesmith predict BUNDLE INPUT)")
     if db is not None:
         from edgesmith.benchmarks.store import ResultsStore
 
@@ -142,7 +144,14 @@ def _ints(text: str, name: str) -> list[int]:
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--runtime", help="Runtime (default: by file suffix).")
-@click.option("--target", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--target", default="cpu", show_default=True,
+              help="cpu, cuda, ssh://user@host[:port] (a machine with edgesmith) or adb[://SERIAL] (Android).")
+@click.option("--remote-python", help="ssh targets: the remote Python that has edgesmith (default python3).")
+@click.option("--ssh-identity", "identity_file", type=click.Path(path_type=Path), help="ssh targets: private key file.")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="ssh targets: an extra ssh -o option (repeatable).")
+@click.option("--benchmark-model", "benchmark_model",
+              help="adb targets: LiteRT benchmark_model (a local file is pushed; else a device path).")
 @click.option("--threads", default="1", show_default=True, help="Thread counts to sweep, e.g. 1,2.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes to sweep, e.g. 1,8.")
 @click.option("--seq-len", default="128", show_default=True, help="Sequence lengths (token models only).")
@@ -150,7 +159,8 @@ def _ints(text: str, name: str) -> list[int]:
 @click.option("--min-seconds", default=1.0, show_default=True, help="Minimum timing duration per point.")
 @click.option("--db", type=click.Path(path_type=Path), help="Append the results to this results store.")
 @click.option("--recipe", "recipe_name", help="Recipe name recorded with the rows in the store.")
-def bench(model, runtime, target, threads, batch, seq_len, iterations, min_seconds, db, recipe_name) -> None:
+def bench(model, runtime, target, remote_python, identity_file, ssh_options, benchmark_model, threads, batch,
+          seq_len, iterations, min_seconds, db, recipe_name) -> None:
     """Benchmark a MODEL file (each point in a fresh process), or import a run directory's
     summary.json into --db."""
     import json
@@ -168,8 +178,11 @@ def bench(model, runtime, target, threads, batch, seq_len, iterations, min_secon
         return
     from edgesmith.benchmarks.sweep import sweep
 
+    options = {"remote_python": remote_python, "identity_file": identity_file and str(identity_file),
+               "ssh_options": tuple(ssh_options), "benchmark_model": benchmark_model}
     rows = sweep(model, runtime, target, _ints(threads, "threads"), _ints(batch, "batch"),
-                 _ints(seq_len, "seq-len"), iterations=iterations, min_seconds=min_seconds)
+                 _ints(seq_len, "seq-len"), iterations=iterations, min_seconds=min_seconds,
+                 target_options=options)
     _console().print(benchmarks_table({"benchmarks": rows}))
     if db is not None:
         with ResultsStore(db) as store:
@@ -212,6 +225,97 @@ def results(db: Path, import_path: Path | None, export_path: Path | None) -> Non
             csv_out = export_path.suffix.lower() == ".csv"
             store.export_csv(export_path) if csv_out else store.export_json(export_path)
             _console().print(f"results written to {export_path}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _raw_inputs(arg: str, manifest: dict):
+    """INPUT as the bundle's raw inputs: an image file, a .npy/.npz array, a text file
+    (one input per non-empty line) or, for a text bundle, the string itself."""
+    import numpy as np
+
+    path = Path(arg)
+    text = manifest["preprocessing"]["kind"] == "text"
+    if not path.is_file():
+        if text:
+            return [arg]
+        raise EdgesmithError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgesmithError(f"{path}: cannot read as a numpy array ({e})") from None
+        if suffix == ".npz":
+            data = data["x"] if "x" in data.files else data[data.files[0]]
+        return [str(t) for t in data] if text else data
+    if suffix in IMAGE_SUFFIXES and not text:
+        from PIL import Image, UnidentifiedImageError
+
+        pre = manifest["preprocessing"]
+        try:
+            img = Image.open(path).convert("L" if pre["channels"] == 1 else "RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise EdgesmithError(f"{path}: cannot read as an image ({e})") from None
+        h, w = pre["size"]
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    if text:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if not lines:
+            raise EdgesmithError(f"{path}: no text in it")
+        return lines
+    raise EdgesmithError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("input_", metavar="INPUT")
+@click.option("--runtime", help="Runtime to run in (default: the first format that passed parity).")
+@click.option("--top-k", "top_k", default=3, show_default=True, help="Classes shown per input.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json: bool) -> None:
+    """Run INPUT (an image, .npy/.npz, a text file or a quoted string) through BUNDLE."""
+    import json
+
+    import numpy as np
+
+    from edgesmith.runtimes.bundle import load_bundle
+
+    with load_bundle(bundle, runtime) as b:
+        out = np.asarray(b.predict(_raw_inputs(input_, b.manifest)), dtype=np.float64)
+        meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
+    rows = []
+    for i, row in enumerate(out):
+        if meaning == "logits":
+            p = np.exp(row - row.max())
+            p /= p.sum()
+            top = np.argsort(-p)[: max(top_k, 1)]
+            rows.append({"input": i, "top_k": [{"index": int(k), "class": labels[k] if labels else str(k),
+                                                "probability": float(p[k])} for k in top]})
+        else:
+            rows.append({"input": i, "norm": float(np.linalg.norm(row)), "dim": int(row.size),
+                         "first": [round(float(v), 6) for v in row[:8]]})
+    if as_json:
+        click.echo(json.dumps({"bundle": str(bundle), "format": used, "predictions": rows}, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{bundle} ({used})", title_justify="left")
+    if meaning == "logits":
+        for c in ("input", "rank", "class", "probability"):
+            t.add_column(c, justify="right" if c != "class" else "left")
+        for r in rows:
+            for rank, k in enumerate(r["top_k"], 1):
+                t.add_row(str(r["input"]), str(rank), k["class"], f"{k['probability']:.4f}")
+    else:
+        for c in ("input", "norm", "dim", "first dims"):
+            t.add_column(c)
+        for r in rows:
+            t.add_row(str(r["input"]), f"{r['norm']:.4f}", str(r["dim"]), " ".join(f"{v:+.4f}" for v in r["first"]))
+    _console().print(t)
 
 
 if __name__ == "__main__":

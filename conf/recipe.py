@@ -176,6 +176,7 @@ class ExportConfig(Config):
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     opset: int = field(default=18, metadata=between(13, 23))
     dynamic_batch: bool = True
+    tensorrt_precision: Literal["fp32", "fp16", "int8"] = "fp16"
     parity: ParityConfig = field(default_factory=ParityConfig)
 
     def validate(self) -> None:
@@ -241,6 +242,13 @@ class Recipe(Config):
                 raise RecipeError(f"{key}.name", f"stage name '{name}' is used twice; give each a unique name")
             seen.add(name)
             parsed.append(cfg)
+        passing = [i for i, c in enumerate(parsed) if not STAGES.get(c.kind).weights]
+        later = [i for i, c in enumerate(parsed) if STAGES.get(c.kind).weights and passing and i > passing[0]]
+        if later:
+            kind = parsed[passing[0]].kind
+            raise RecipeError(f"stages[{passing[0]}].kind", f"a '{kind}' stage passes the model on unchanged, so "
+                              f"stages[{later[0]}] ({parsed[later[0]].kind}) after it would make its file stale; "
+                              f"move '{kind}' to the end")
         if any(c.kind == "distill" for c in parsed) and self.student is None:
             raise RecipeError("student", "a 'distill' stage needs a student")
         object.__setattr__(self, "stage_configs", parsed)

@@ -17,7 +17,7 @@ EXPORTERS.register("pt2")("edgesmith.export.pt2:Pt2Exporter")
 EXPORTERS.register("tflite")("edgesmith.export.tflite:TfliteExporter")
 EXPORTERS.register("executorch")("edgesmith.export.executorch:ExecuTorchExporter")
 EXPORTERS.register("torchscript-lite")("edgesmith.export.torchscript_lite:TorchScriptLiteExporter")
-# tensorrt registers here when it lands.
+EXPORTERS.register("tensorrt")("edgesmith.export.tensorrt:TensorRTExporter")
 
 
 def get_exporter(name: str):

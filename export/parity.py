@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgesmith.errors import ParityError
-from edgesmith.export.base import ExportArtifact
+from edgesmith.errors import EdgesmithError, ParityError
+from edgesmith.export.base import ExportArtifact, Tolerance
 
 
 def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64, batch_size: int = 16) -> dict:
@@ -18,15 +18,45 @@ def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64,
     subset = data.take(slice(0, min(samples, len(data))))
     model = model.eval().cpu()
     ref_chunks, out_chunks = [], []
-    with load(artifact.path, artifact.runtime, threads=1) as rt:
+    with load(artifact.path, artifact.runtime, threads=1, device=artifact.info.get("device", "cpu")) as rt:
         for batch in subset.batches(batch_size):
             inputs = _fit_static(task.prepare(batch.inputs), task, artifact.info.get("static_shapes"))
             with torch.inference_mode():
                 ref_chunks.append(model(*inputs).float().numpy())
             feed = {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
-            out_chunks.append(np.asarray(rt.run(feed)[0], dtype=np.float32))
+            try:
+                out_chunks.append(np.asarray(rt.run(feed)[0], dtype=np.float32))
+            except EdgesmithError as e:  # e.g. an NHWC file fed NCHW: a failed check, not a crash
+                return failed(artifact, f"the {artifact.runtime} runtime rejected the inputs PyTorch takes: {e}")
     ref, out = np.concatenate(ref_chunks), np.concatenate(out_chunks)
     return compare(ref, out, artifact)
+
+
+def check_bundle_parity(bundle, model, task, raw, samples: int = 64, tolerance: Tolerance | None = None) -> dict:
+    """Raw held-out inputs through a bundle (its manifest's preprocessing and its
+    file) vs the PyTorch model fed by the task's training-time preprocessing.
+
+    :func:`check_parity` feeds both sides the same prepared tensors, so it cannot
+    see a bundle that normalises with the wrong mean/std, feeds the wrong layout or
+    tokenizes differently; this check does. ``raw`` is a RawData split (images in
+    [0, 1] or texts); ``tolerance`` defaults to the file's export tolerance.
+    """
+    sub = raw.subset(range(min(samples, len(raw))))
+    ref = task.predict(model.eval().cpu(), task.tensors(sub)).numpy()
+    entry = bundle.manifest["formats"][bundle.format]
+    tol = tolerance or Tolerance(**entry["parity"]["tolerance"])
+    try:
+        out = np.asarray(bundle.predict(sub.x), dtype=np.float32)
+    except EdgesmithError as e:
+        return failed(tol, f"the {bundle.format} file rejected the bundle's preprocessed inputs: {e}")
+    return compare(ref, out, tol)
+
+
+def failed(artifact: ExportArtifact | Tolerance, reason: str) -> dict:
+    """A failed parity result without numbers (the outputs could not be compared)."""
+    tol = artifact if isinstance(artifact, Tolerance) else artifact.tolerance
+    return {"max_abs_diff": None, "cosine": None, "agreement": None, "tolerance": tol.to_dict(),
+            "passed": False, "reason": reason}
 
 
 def _fit_static(inputs: tuple, task, static: dict | None) -> tuple:
@@ -44,16 +74,16 @@ def _fit_static(inputs: tuple, task, static: dict | None) -> tuple:
     return tuple(out)
 
 
-def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact) -> dict:
+def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact | Tolerance) -> dict:
+    """Max abs diff, mean cosine and top-1 agreement of ``out`` vs the reference
+    ``ref``, judged by the artifact's tolerance (or a :class:`Tolerance`)."""
     if ref.shape != out.shape:
-        return {"max_abs_diff": None, "cosine": None, "agreement": None,
-                "tolerance": artifact.tolerance.to_dict(), "passed": False,
-                "reason": f"output shape {list(out.shape)} != PyTorch {list(ref.shape)}"}
+        return failed(artifact, f"output shape {list(out.shape)} != PyTorch {list(ref.shape)}")
     diff = float(np.abs(ref - out).max()) if ref.size else 0.0
     r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
     cos = float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
     agreement = float(np.mean(r.argmax(1) == o.argmax(1))) if r.shape[1] > 1 else None
-    tol = artifact.tolerance
+    tol = artifact if isinstance(artifact, Tolerance) else artifact.tolerance
     finite = bool(np.isfinite(out).all())
     passed = finite and diff <= tol.atol and cos >= tol.min_cosine
     result = {"max_abs_diff": diff, "cosine": cos, "agreement": agreement,

@@ -46,9 +46,11 @@ MIN_CALIBRATION_SAMPLES = 8
 # 0.9999. MiniLM dynamic int8 on 128-256 fortunes: max diff 0.03-0.04, cosine
 # 0.995-0.996 (2- and 3-layer students), 0.991 (the 6-layer teacher, min 0.975).
 # fp16: max diff 5e-3-8e-3 on logits, 3e-4 on embeddings, cosine 1 - 1e-7.
+# The same digits-quick int8 file on an AVX-512 VNNI/AMX CPU (other int8 kernels):
+# max diff 4.06 with cosine 0.99975 and 100% top-1 agreement, hence atol 8.
 TOLERANCES: dict[str, Tolerance] = {
-    "int8": Tolerance(atol=4.0, min_cosine=0.99),
-    "int8-dynamic": Tolerance(atol=4.0, min_cosine=0.99),
+    "int8": Tolerance(atol=8.0, min_cosine=0.99),
+    "int8-dynamic": Tolerance(atol=8.0, min_cosine=0.99),
     "fp16": Tolerance(atol=2e-2, min_cosine=0.9999),
 }
 _TWO_GB = 2 * 1024**3
@@ -80,11 +82,17 @@ class OnnxQuantConfig(Config):
             onnxruntime's default set for the mode.
         exclude_nodes: Node names or fnmatch patterns kept in float32; each must
             match a node of the (pre-processed) graph.
+        include_nodes: Node names or fnmatch patterns to quantize (each must match);
+            every other node is kept in float32. None quantizes every node.
         min_sqnr_db: Output SQNR vs fp32 on the calibration batch below which the
             result is refused.
         check_on: Where that SQNR is measured: ``onnxruntime`` (its CPU int8
             kernels) or ``qdq-reference`` (Q/DQ evaluated in float, what a
             TensorRT-like backend computes; onnxruntime CPU numbers are reported too).
+        float_outputs: Static int8: drop the Q/DQ pair on each graph output, so the
+            last op writes float (onnxruntime still fuses it, e.g. QGemm with float
+            output) and outputs beyond the calibration range are not clipped
+            (digits student, 64 calibration samples: logits max |diff| 3.9 -> 0.6).
     """
 
     precision: Literal["int8", "int8-dynamic", "fp16"]
@@ -97,14 +105,20 @@ class OnnxQuantConfig(Config):
     calibration_samples: int = field(default=256, metadata=at_least(MIN_CALIBRATION_SAMPLES))
     op_types: list[str] | None = None
     exclude_nodes: list[str] = field(default_factory=list)
+    include_nodes: list[str] | None = None
     min_sqnr_db: float = 10.0
     check_on: Literal["onnxruntime", "qdq-reference"] = "onnxruntime"
+    float_outputs: bool = False
 
     def validate(self) -> None:
         if self.op_types is not None and not self.op_types:
             raise RecipeError("op_types", "is empty: list op types to quantize, or null for the default set")
+        if self.include_nodes is not None and not self.include_nodes:
+            raise RecipeError("include_nodes", "is empty: list node name patterns to quantize, or null for all")
         if self.symmetric_activations and self.precision != "int8":
             raise RecipeError("symmetric_activations", f"applies to static int8 only, not {self.precision}")
+        if self.float_outputs and self.precision != "int8":
+            raise RecipeError("float_outputs", f"applies to static int8 only, not {self.precision}")
 
 
 def preset(name: str, **overrides: Any) -> OnnxQuantConfig:
@@ -250,7 +264,7 @@ def _static(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], 
             "the recipe's calibration split); pass calibration batches or use precision int8-dynamic")
     pre, how = _preprocess(src, tmp, large, symbolic=True)
     _drop_weight_shapes(pre)
-    exclude = _match_nodes(onnx.load(str(pre), load_external_data=False).graph, config.exclude_nodes)
+    exclude = _excluded(onnx.load(str(pre), load_external_data=False).graph, config)
     op_types = _check_op_types(config, q.registry.QDQRegistry)
     cache = _calibrate(pre, tmp, config, op_types, batches, large)
     with _quiet():
@@ -266,7 +280,32 @@ def _static(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], 
             extra_options={"WeightSymmetric": config.symmetric_weights,
                            "ActivationSymmetric": config.symmetric_activations},
         )
-    return onnx.load(str(tmp / "q.onnx")), how
+    model = onnx.load(str(tmp / "q.onnx"))
+    if config.float_outputs:
+        _float_outputs(model)
+    return model, how
+
+
+def _float_outputs(model: Any) -> None:
+    """Remove the QuantizeLinear -> DequantizeLinear pair that ends on each graph
+    output (and its now unused scale and zero point): the producer writes the output."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    dropped: list[Any] = []
+    for out in graph.output:
+        dq = producer.get(out.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if src is None or src.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        src.output[list(src.output).index(q.input[0])] = out.name
+        dropped += [q, dq]
+    for node in dropped:
+        graph.node.remove(node)
+    used = {i for n in graph.node for i in n.input}
+    stale = [t for t in graph.initializer if t.name not in used]
+    for t in stale:
+        graph.initializer.remove(t)
 
 
 def _calibrate(pre: Path, tmp: Path, config: OnnxQuantConfig, op_types: list[str] | None,
@@ -325,7 +364,7 @@ def _dynamic(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict],
     _drop_weight_shapes(pre)
     graph = onnx.load(str(pre), load_external_data=False).graph
     # The dynamic pass first rewrites each Gemm into MatMul ("<name>_MatMul") + Add.
-    exclude = _match_nodes(graph, config.exclude_nodes)
+    exclude = _excluded(graph, config)
     gemms = {n.name for n in graph.node if n.op_type == "Gemm"}
     exclude += [f"{n}_MatMul" for n in exclude if n in gemms]
     op_types = _check_op_types(config, {*q.registry.IntegerOpsRegistry, "Gemm"})
@@ -350,7 +389,7 @@ def _fp16(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], la
     except ImportError:
         raise MissingExtraError("onnxruntime", "core", "ONNX fp16 conversion") from None
     model = onnx.load(str(src))
-    exclude = _match_nodes(model.graph, config.exclude_nodes)
+    exclude = _excluded(model.graph, config)
     block = list(DEFAULT_OP_BLOCK_LIST)
     if config.op_types is not None:
         present = {n.op_type for n in model.graph.node}
@@ -466,14 +505,24 @@ def _drop_weight_shapes(pre: Path) -> None:
         onnx.save(model, str(pre))
 
 
-def _match_nodes(graph: Any, patterns: list[str]) -> list[str]:
+def _excluded(graph: Any, config: OnnxQuantConfig) -> list[str]:
+    """Names of the nodes kept in float: ``exclude_nodes``, and every node that
+    ``include_nodes`` (when given) does not match."""
+    exclude = _match_nodes(graph, config.exclude_nodes)
+    if config.include_nodes is not None:
+        chosen = set(_match_nodes(graph, config.include_nodes, "include_nodes"))
+        exclude += [n.name for n in graph.node if n.name and n.name not in chosen and n.name not in exclude]
+    return exclude
+
+
+def _match_nodes(graph: Any, patterns: list[str], key: str = "exclude_nodes") -> list[str]:
     names = [n.name for n in graph.node]
     matched: list[str] = []
     for pat in patterns:
         hits = [n for n in names if fnmatchcase(n, pat)]
         if not hits:
             compute = [n.name for n in graph.node if n.op_type in _COMPUTE_OPS] or names
-            raise RecipeError("exclude_nodes", f"{pat!r} matches no node of the graph; nodes include "
+            raise RecipeError(key, f"{pat!r} matches no node of the graph; nodes include "
                               f"{', '.join(compute[:5])}{', ...' if len(compute) > 5 else ''}")
         matched += [n for n in hits if n not in matched]
     return matched

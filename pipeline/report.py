@@ -14,6 +14,10 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f} ms"
+
+
 def _params(n: int | None) -> str:
     return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
 
@@ -55,9 +59,15 @@ def exports_table(summary: dict) -> Table:
             t.add_row(e["format"], "-", "-", "-", "-", "-", "-", f"[red]export failed: {e['error']}[/red]")
             continue
         tol = p.get("tolerance") or {}
-        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), f"{p['max_abs_diff']:.2e}",
-                  f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
+        none = p.get("max_abs_diff") is None  # the runtime refused the inputs: no numbers
+        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), "-" if none else f"{p['max_abs_diff']:.2e}",
+                  "-" if none else f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
                   f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
+    notes = [f"{e['format']}: {e['reason']}" for e in summary.get("exports", []) if e.get("engine_built") is False]
+    if notes:
+        from rich.markup import escape
+
+        t.caption, t.caption_justify = escape("\n".join(notes)), "left"
     return t
 
 
@@ -73,7 +83,9 @@ def benchmarks_table(summary: dict) -> Table:
                       f"[red]{b.get('error')}[/red]", "", "", "", "", "")
             continue
         ci = lat.get("p50_ci")
+        # a device tool may print no percentiles (adb: benchmark_model): show its mean, marked
+        p50 = f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else f"{lat['mean']:.3f} ms (mean)"
         t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                  f"{lat['p50']:.3f} ms", f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", f"{lat['p90']:.3f} ms", f"{lat['p99']:.3f} ms",
-                  f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")))
+                  p50, f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", _ms(lat.get("p90")), _ms(lat.get("p99")),
+                  "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")))
     return t

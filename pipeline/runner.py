@@ -113,9 +113,36 @@ class Runner:
             prev_key = key
             if step["kind"] == "export":
                 step_impl.raise_on_failed_parity(self, info)
+        if any(s["kind"] == "export" for s in self.steps):  # last: DIR/bundle/ from the exports
+            from edgesmith.errors import BundleError
+            from edgesmith.export.bundle import write_bundle
+
+            try:
+                self._bundle = write_bundle(self, model)
+            except BundleError as e:  # e.g. every export failed: the run's other results still stand
+                log(f"[yellow]warning: no bundle: {e}[/yellow]")
+                self._bundle = {"error": str(e)}
         summary = self.summary(infos)
         atomic.write_json(self.out / "summary.json", summary)
         return summary
+
+    def reload(self) -> torch.nn.Module:
+        """The final model of a finished run, rebuilt from its step folders (nothing re-runs).
+
+        Raises:
+            EdgesmithError: A step has not finished, or the recipe changed since.
+        """
+        prev_key, model = None, None
+        for step in self.steps:
+            key = self._key(step, prev_key)
+            meta = step["dir"] / "stage.json"
+            info = json.loads(meta.read_text()) if meta.exists() else {}
+            if info.get("key") != key:
+                raise EdgesmithError(f"{step['dir']}: step '{step['name']}' has not finished with this recipe; "
+                                     "run `edgesmith run` first")
+            model = self._reload(step, info, model)
+            prev_key = key
+        return model.eval()
 
     def write_partial_summary(self) -> None:
         atomic.write_json(self.out / "summary.json", self.summary(self._infos))
@@ -129,8 +156,9 @@ class Runner:
             return prev_model
         from edgesmith.pipeline.stages import STAGES
 
-        model = STAGES.get(step["kind"]).skeleton(self.ctx, prev_model, step["config"], info)
-        return load_weights(model, step["dir"] / "model.safetensors")
+        spec = STAGES.get(step["kind"])
+        model = spec.skeleton(self.ctx, prev_model, step["config"], info)
+        return load_weights(model, step["dir"] / "model.safetensors") if spec.weights else model
 
     def save_model(self, model: torch.nn.Module, stage_dir: Path) -> int:
         path = save_weights(model, stage_dir / "model.safetensors")
@@ -151,6 +179,7 @@ class Runner:
             "stages": stages,
             "exports": by_kind.get("export", {}).get("exports", []),
             "benchmarks": by_kind.get("benchmark", {}).get("benchmarks", []),
+            "bundle": self.__dict__.get("_bundle"),
         }
 
 

@@ -8,6 +8,12 @@ technique's config class with
   *structure* (weights are loaded afterwards from ``model.safetensors``) when a
   finished stage is reused on resume. A structural technique replays its
   structural change from ``info`` (e.g. kept channels, ranks).
+
+A stage with ``weights=False`` (``quantize``) passes the incoming model on
+unchanged: it saves no ``model.safetensors``, its ``info`` carries its own
+``metrics``, ``size_bytes`` and ``file`` (its artifact in the stage folder), its
+skeleton is the identity, and it must come after every stage that does change
+weights.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from edgesmith.compress.distill import DistillConfig
 from edgesmith.compress.lowrank import LowRankConfig
 from edgesmith.compress.prune import PruneConfig
+from edgesmith.compress.sensitivity import SensitivityConfig
+from edgesmith.export.quantize_stage import QuantizeConfig
 from edgesmith.registry import Registry
 
 
@@ -27,6 +37,7 @@ class StageSpec:
     config: type
     run: Callable[..., Any]
     skeleton: Callable[..., Any]
+    weights: bool = True
 
 
 STAGES: Registry[StageSpec] = Registry("stage kind")
@@ -94,3 +105,153 @@ def _lowrank_skeleton(ctx, prev_model, cfg, info):
 
 STAGES.register("prune")(StageSpec(PruneConfig, _run_prune, _prune_skeleton))
 STAGES.register("lowrank")(StageSpec(LowRankConfig, _run_lowrank, _lowrank_skeleton))
+
+
+# -------------------------------------------------------------- sensitivity
+
+def _run_sensitivity(ctx, cfg: SensitivityConfig, model, stage_dir):
+    """Per-layer sensitivity table (``sensitivity.json`` + a rich table); the model passes through."""
+    from edgesmith import atomic
+    from edgesmith.compress.sensitivity import sensitivity, sensitivity_table
+    from edgesmith.progress import console, quiet
+
+    _, val = ctx.train_val(cfg.val_fraction)
+    report = _in_stage(ctx, cfg, sensitivity, model, cfg, ctx.task, val, ctx.teacher, device=ctx.device)
+    atomic.write_json(stage_dir / "sensitivity.json", report)
+    if not quiet():
+        console.print(sensitivity_table(report, cfg.name or cfg.kind))
+    return model, {"report": "sensitivity.json", "metric": report["metric"], "baseline": report["baseline"],
+                   "columns": report["columns"], "layers": [r["name"] for r in report["layers"]]}
+
+
+STAGES.register("sensitivity")(StageSpec(SensitivityConfig, _run_sensitivity, lambda ctx, prev, cfg, info: prev))
+
+
+# ----------------------------------------------------------------- quantize
+
+def _run_quantize(ctx, cfg: QuantizeConfig, model, stage_dir):
+    from edgesmith.errors import StageError
+
+    index = next((i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg), None)
+    try:
+        return model, _in_stage(ctx, cfg, _quantize, ctx, cfg, model, stage_dir)
+    except StageError as e:
+        raise StageError(f"stages[{index}] ({cfg.name or cfg.kind}): {str(e).removeprefix('quantize: ')}") from None
+
+
+def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
+    """Export ``model`` to fp32 ONNX, quantize it and score both files in onnxruntime
+    on the eval split (and the probe) with the pipeline's own metrics."""
+    import copy
+
+    import torch
+
+    from edgesmith.errors import RecipeError, StageError
+    from edgesmith.export import get_exporter
+    from edgesmith.export.quantize_onnx import MIN_CALIBRATION_SAMPLES, sqnr_db
+    from edgesmith.export.quantize_stage import quantize_to_budget, stage_key
+    from edgesmith.pipeline.steps import example_inputs
+    from edgesmith.progress import log
+
+    task, name = ctx.task, cfg.name or cfg.kind
+    calib = ctx.tensors["calibration"]
+    n = cfg.calibration_samples or len(calib)
+    if n > len(calib) or len(calib) < MIN_CALIBRATION_SAMPLES:
+        raise RecipeError("calibration_samples", f"needs {max(n, MIN_CALIBRATION_SAMPLES)} calibration samples "
+                          f"but the calibration split holds {len(calib)}; enlarge data.splits.calibration")
+    art = get_exporter("onnx")().export(copy.deepcopy(model).cpu(), example_inputs(ctx), task, stage_dir / "fp32",
+                                        ctx.recipe.export)
+    calibration = _feeds(task, calib.take(slice(0, n)), ordered=False)
+    threads = max(1, torch.get_num_threads())
+    eval_feeds, eval_order = _feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"])
+    probe_feeds = _feeds(task, ctx.probe[1]) if ctx.probe is not None else None
+    probe_order = task.length_order(ctx.probe[1]) if ctx.probe is not None else None
+    metric = cfg.budget_metric or ("cosine_to_teacher" if task.kind == "embedding" else "accuracy")
+    # a TensorRT-style file is judged by its Q/DQ math in float (onnxruntime's CPU s8 x s8 kernels saturate)
+    on = cfg.onnx_config(MIN_CALIBRATION_SAMPLES).check_on
+
+    def score(path, optimize: bool = True) -> tuple[dict, list]:
+        outs = _onnx_outputs(path, eval_feeds, eval_order, threads, optimize)
+        if not all(np.isfinite(o).all() for o in outs):
+            raise StageError(f"quantize: {path.name} outputs NaN/inf on the eval split; keep the offending nodes "
+                             "in float (exclude) or use the fp16 preset")
+        m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
+        if probe_feeds is not None:
+            probe = _onnx_outputs(path, probe_feeds, probe_order, threads, optimize)[0]
+            m["accuracy"] = ctx.score_outputs(probe, name, model, "probe")
+        if metric not in m:
+            raise RecipeError("budget_metric", f"'{metric}' is not measured for this task; it measures "
+                              f"{', '.join(sorted(m))}")
+        return m, outs
+
+    reference, ref_outs = score(art.path)
+    last: dict = {}
+
+    def evaluate(path) -> dict:
+        m, outs = score(path, optimize=on == "onnxruntime")
+        sqnr = {o: _finite(sqnr_db(r, q)) for o, r, q in zip(task.output_names, ref_outs, outs, strict=False)}
+        last["sqnr_per_output"] = sqnr
+        return {**m, "sqnr_db": next(iter(sqnr.values())), "cosine_to_fp32": _cosine(ref_outs[0], outs[0])}
+
+    out = stage_dir / f"model.{cfg.onnx_config(MIN_CALIBRATION_SAMPLES).precision}.onnx"
+    try:
+        result = quantize_to_budget(art.path, out, cfg, calibration, evaluate, reference, metric, log)
+    except RecipeError as e:
+        raise stage_key(e) from None
+    q = result["quantization"]
+    metrics = {**result["metrics"], f"fp32_{metric}": reference[metric], "drop_points": result["drop_points"]}
+    ratio = q["size_ratio"]
+    log(f"  {q['precision']}: {q['size_bytes'] / 1e6:.3f} MB, {ratio if ratio >= 1 else 1 / ratio:.2f}x "
+        f"{'smaller' if ratio >= 1 else '[yellow]larger[/yellow]'} than fp32; output SQNR {metrics['sqnr_db']} dB "
+        "on the eval split")
+    return {
+        "file": out.name, "fp32_file": f"fp32/{art.path.name}", "metrics": metrics, "size_bytes": q["size_bytes"],
+        "precision": "fp16" if q["precision"] == "fp16" else "int8", "scheme": q["precision"],
+        "fp32_size_bytes": q["fp32_size_bytes"], "size_ratio": q["size_ratio"], "fp32_metrics": reference,
+        "sqnr_per_output": last["sqnr_per_output"], "budget_metric": metric, "budget": result["budget"],
+        "evaluated_on": on, "quantization": q,
+    }
+
+
+def _feeds(task, data, ordered: bool = True) -> list[dict]:
+    """Batches of 64 ``{input_name: array}``, length-ordered like ``task.predict`` when ``ordered``."""
+    order = task.length_order(data) if ordered else None
+    data = data if order is None else data.take(order)
+    return [{k: t.numpy() for k, t in zip(task.input_names, task.prepare(b.inputs), strict=True)}
+            for b in data.batches(64)]
+
+
+def _onnx_outputs(path, feeds: list[dict], order, threads: int, optimize: bool = True) -> list[np.ndarray]:
+    """Every output of ``path`` over ``feeds``, concatenated, back in data order;
+    ``optimize=False`` evaluates Q/DQ in float (no fused int8 kernels)."""
+    if optimize:
+        from edgesmith.runtimes import load
+
+        with load(path, "onnxruntime", threads=threads) as rt:
+            chunks = [rt.run(f) for f in feeds]
+    else:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        chunks = [sess.run(None, f) for f in feeds]
+    outs = [np.concatenate([np.asarray(c[i], np.float32) for c in chunks]) for i in range(len(chunks[0]))]
+    if order is not None:
+        inverse = np.argsort(order.numpy())
+        outs = [o[inverse] for o in outs]
+    return outs
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 2) if np.isfinite(x) else None
+
+
+def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
+    r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
+    return float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
+
+
+STAGES.register("quantize")(StageSpec(QuantizeConfig, _run_quantize, lambda ctx, prev, cfg, info: prev,
+                                      weights=False))

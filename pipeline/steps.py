@@ -77,9 +77,12 @@ def load_teacher(runner, info: dict, stage_dir: Path):
 def run_stage(runner, step, model, out: Path):
     from edgesmith.pipeline.stages import STAGES
 
-    ctx = runner.ctx
-    new_model, extra = STAGES.get(step["kind"]).run(ctx, step["config"], model, out)
+    ctx, spec = runner.ctx, STAGES.get(step["kind"])
+    new_model, extra = spec.run(ctx, step["config"], model, out)
     new_model.eval()
+    if not spec.weights:  # the model passes through; the stage's artifact is its own file
+        file = extra.pop("file")
+        return new_model, {**extra, "path": f"{step['dir'].name}/{file}", "config": step["config"].to_dict()}
     size = runner.save_model(new_model, out)
     metrics = ctx.evaluate(new_model, step["name"])
     return new_model, {**extra, "metrics": metrics, "size_bytes": size,
@@ -95,7 +98,6 @@ def example_inputs(ctx, n: int = 2) -> tuple[torch.Tensor, ...]:
 
 def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:
     from edgesmith.export import get_exporter
-    from edgesmith.export.parity import check_parity
 
     ctx, cfg = runner.ctx, runner.recipe.export
     try:
@@ -103,17 +105,58 @@ def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:
     except ExportError as e:
         log(f"  [red]{fmt}: {e}[/red]")
         return {"format": fmt, "precision": None, "path": None, "size_bytes": None, "parity": None, "error": str(e)}
-    parity = check_parity(art, model, ctx.task, ctx.tensors["eval"], cfg.parity.samples)
+    return _checked(runner, art, model, rel)
+
+
+def _checked(runner, art, model, rel: str) -> dict:
+    """Run the parity check of ``art`` against ``model`` and describe the export."""
+    from edgesmith.export.parity import check_parity
+
+    ctx = runner.ctx
+    parity = check_parity(art, model, ctx.task, ctx.tensors["eval"], runner.recipe.export.parity.samples)
     status = "[green]ok[/green]" if parity["passed"] else f"[red]FAILED ({parity.get('reason')})[/red]"
-    log(f"  {fmt} {art.precision}: {art.size_bytes / 1e6:.2f} MB, parity max|diff| "
-        f"{parity['max_abs_diff']:.2e}, cosine {parity['cosine']:.6f} {status}")
-    return {"format": fmt, "precision": art.precision, "path": f"{rel}/{art.path.name}",
+    numbers = "" if parity["max_abs_diff"] is None else (  # None: the runtime refused the inputs
+        f", parity max|diff| {parity['max_abs_diff']:.2e}, cosine {parity['cosine']:.6f}")
+    log(f"  {art.format} {art.precision}: {art.size_bytes / 1e6:.2f} MB{numbers} {status}")
+    return {"format": art.format, "precision": art.precision, "path": f"{rel}/{art.path.name}",
             "files": [f"{rel}/{f.name}" for f in art.files], "size_bytes": art.size_bytes,
             "runtime": art.runtime, "parity": parity, **art.info}
 
 
+def quantized_onnx(runner) -> tuple[dict, dict] | None:
+    """``(step, info)`` of the run's last ``quantize`` stage (its file is the final
+    model's ONNX), or None."""
+    import json
+
+    step = next((s for s in reversed(runner.steps) if s["kind"] == "quantize"), None)
+    if step is None:
+        return None
+    return step, json.loads((step["dir"] / "stage.json").read_text())
+
+
+def export_quantized(runner, model, quantized: tuple[dict, dict], out: Path, rel: str) -> dict:
+    """Ship a quantize stage's file as the ``onnx`` export, parity-checked against the
+    fp32 PyTorch model with the tolerance of its precision."""
+    from edgesmith.export.base import ExportArtifact
+    from edgesmith.export.quantize_onnx import TOLERANCES
+
+    step, info = quantized
+    src = runner.out / info["path"]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / src.name
+    shutil.copyfile(src, path)
+    q = info["quantization"]
+    art = ExportArtifact("onnx", info["precision"], path, "onnxruntime", TOLERANCES[info["scheme"]], [path], {
+        "scheme": info["scheme"], "quantized_by": step["name"], "fp32_size_bytes": info["fp32_size_bytes"],
+        "fp32_path": f"{step['dir'].name}/{info['fp32_file']}", "op_histogram": q["op_histogram"],
+        "compute_precision": q["compute_precision"]})
+    return _checked(runner, art, model, rel)
+
+
 def run_export(runner, step, model, out: Path):
-    exports = [export_model(runner, model, fmt, out / fmt, f"{step['dir'].name}/{fmt}")
+    quantized = quantized_onnx(runner)
+    exports = [export_quantized(runner, model, quantized, out / fmt, f"{step['dir'].name}/{fmt}")
+               if fmt == "onnx" and quantized else export_model(runner, model, fmt, out / fmt, f"{step['dir'].name}/{fmt}")
                for fmt in runner.recipe.export.formats]
     return model, {"exports": exports}
 
@@ -156,7 +199,7 @@ def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
 
 
 FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2", "litert": "tflite", "executorch": "executorch",
-                      "torchscript-lite": "torchscript-lite"}
+                      "torchscript-lite": "torchscript-lite", "tensorrt": "tensorrt"}
 
 
 def run_benchmark(runner, step, model, out: Path):
@@ -165,33 +208,43 @@ def run_benchmark(runner, step, model, out: Path):
     ctx, cfg = runner.ctx, runner.recipe.benchmark
     final_name = runner.steps[-3]["name"] if len(runner.steps) > 3 else "teacher"
     export_info = {e["format"]: e for e in _read_exports(runner)}
-    candidates = [("teacher", ctx.teacher)] + ([(final_name, model)] if final_name != "teacher" else [])
+    exported = {f: (runner.out / e["path"], e["precision"]) for f, e in export_info.items() if e.get("path")}
+    # (name, model, files already made per format, only those files?, name its probe head is cached under)
+    candidates = [("teacher", ctx.teacher, {}, False, "teacher")]
+    if final_name != "teacher":
+        candidates.append((final_name, model, exported, False, final_name))
+        fp32 = export_info.get("onnx", {}).get("fp32_path")  # a quantized ONNX: measure its fp32 parent too
+        if fp32:
+            candidates.append((f"{final_name}-fp32", model, {"onnx": (runner.out / fp32, "fp32")}, True, final_name))
     inputs = _bench_inputs(ctx, cfg.batch, cfg.seq_len)
     eval_inputs, on = _eval_inputs(ctx, cfg.eval_samples)
     results = []
-    for name, m in candidates:
+    for name, m, files, only_files, head in candidates:
         for runtime in cfg.runtimes:
             fmt = FORMAT_FOR_RUNTIME.get(runtime)
+            if only_files and fmt not in files:
+                continue
             if fmt is None:
                 results.append(_failed(name, runtime, cfg, f"no export format known for runtime '{runtime}'"))
                 continue
-            if name == final_name and fmt in export_info and export_info[fmt].get("path"):
-                path, tmp_dir = runner.out / export_info[fmt]["path"], None
+            if fmt in files:
+                (path, precision), tmp_dir = files[fmt], None
             else:
                 tmp_dir = out / "models" / f"{name}-{fmt}"
                 entry = export_model(runner, m, fmt, tmp_dir, "")
                 if entry.get("error"):
                     results.append(_failed(name, runtime, cfg, entry["error"]))
                     continue
-                path = tmp_dir / Path(entry["path"]).name
+                path, precision = tmp_dir / Path(entry["path"]).name, entry["precision"]
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
                 r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
                             iterations=cfg.iterations, min_seconds=cfg.min_seconds,
                             eval_inputs=eval_inputs, eval_batch=64)
                 outputs = r.pop("eval_outputs", None)
-                acc = ctx.score_outputs(outputs, name, m, on) if outputs is not None else None
-                results.append({"target": target, "runtime": runtime, "model": name, "threads": cfg.threads,
+                acc = ctx.score_outputs(outputs, head, m, on) if outputs is not None else None
+                results.append({"target": target, "runtime": runtime, "model": name, "precision": precision,
+                                "threads": cfg.threads,
                                 "batch": cfg.batch, "seq_len": inputs[ctx.task.input_names[0]].shape[1]
                                 if ctx.task.kind == "embedding" else None,
                                 "latency_ms": r.get("latency_ms"), "peak_rss_mb": r.get("peak_rss_mb"),
@@ -201,7 +254,25 @@ def run_benchmark(runner, step, model, out: Path):
             if tmp_dir is not None:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     shutil.rmtree(out / "models", ignore_errors=True)
+    _compare_with_fp32_parent(results, final_name)
     return model, {"benchmarks": results}
+
+
+def _compare_with_fp32_parent(results: list[dict], final_name: str) -> None:
+    """``speedup_vs_fp32`` on a quantized final model's results (p50 of its fp32
+    parent / its own), and a warning where quantization made it slower."""
+    for r in results:
+        if r["model"] != final_name or r.get("precision") not in ("int8", "fp16") or not r.get("latency_ms"):
+            continue
+        base = next((b for b in results if b["model"] == f"{final_name}-fp32" and b["runtime"] == r["runtime"]
+                     and b["target"] == r["target"] and b.get("latency_ms")), None)
+        if base is None:
+            continue
+        r["speedup_vs_fp32"] = round(base["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3)
+        if r["speedup_vs_fp32"] < 1:
+            log(f"  [yellow]{final_name} {r['precision']} runs {1 / r['speedup_vs_fp32']:.2f}x slower than its fp32 "
+                f"parent on {r['runtime']} ({r['target']}, p50 {r['latency_ms']['p50']:.3f} vs "
+                f"{base['latency_ms']['p50']:.3f} ms)[/yellow]")
 
 
 def _read_exports(runner) -> list[dict]:
@@ -214,5 +285,5 @@ def _read_exports(runner) -> list[dict]:
 
 
 def _failed(name: str, runtime: str, cfg, reason: str) -> dict:
-    return {"target": cfg.targets[0], "runtime": runtime, "model": name, "threads": cfg.threads,
+    return {"target": cfg.targets[0], "runtime": runtime, "model": name, "precision": None, "threads": cfg.threads,
             "batch": cfg.batch, "latency_ms": None, "peak_rss_mb": None, "accuracy": None, "error": reason}

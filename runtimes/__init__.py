@@ -8,6 +8,9 @@ by the file's suffix::
     with load("model.onnx", threads=1) as rt:
         outputs = rt.run({"image": batch})
 
+A deployment bundle (model files + ``edgesmith.json``) loads with its preprocessing
+through ``load_bundle`` (:mod:`edgesmith.runtimes.bundle`).
+
 Importing this package stays lean: each runtime module imports its engine
 (onnxruntime, torch, ...) only when a model is loaded, so ``name in RUNTIMES``
 and ``RUNTIMES.unknown_message(name)`` cost nothing during recipe validation.
@@ -24,17 +27,17 @@ from edgesmith.runtimes.base import Runtime, TensorSpec
 from edgesmith.runtimes.executorch import ExecuTorchRuntime
 from edgesmith.runtimes.litert import LiteRTRuntime
 from edgesmith.runtimes.onnxruntime import OnnxRuntime
+from edgesmith.runtimes.tensorrt import TensorRTRuntime
 from edgesmith.runtimes.torch import TorchRuntime
 from edgesmith.runtimes.torchscript_lite import TorchScriptLiteRuntime
 
-__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "runtime_for"]
+__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "load_bundle", "runtime_for"]
 
 RUNTIMES = Registry[type[Runtime]]("runtime")
 
-# Still to come: tensorrt (.engine / .plan, extra tensorrt, GPU only).
 # A new runtime subclasses Runtime, imports its engine only inside _load (via
 # import_backend), and is registered below; tests/runtimes parametrises over RUNTIMES.
-for _cls in (OnnxRuntime, TorchRuntime, LiteRTRuntime, ExecuTorchRuntime, TorchScriptLiteRuntime):
+for _cls in (OnnxRuntime, TorchRuntime, LiteRTRuntime, ExecuTorchRuntime, TorchScriptLiteRuntime, TensorRTRuntime):
     RUNTIMES.register(_cls.name)(_cls)
 del _cls
 
@@ -90,3 +93,12 @@ def load(
         raise EdgesmithError(f"{path}: no such model file")
     cls = RUNTIMES.get(runtime if runtime is not None else runtime_for(path))
     return cls(path, threads=threads, device=device)
+
+
+def __getattr__(name: str):
+    """``load_bundle`` and ``Bundle``, imported on first use."""
+    if name in ("load_bundle", "Bundle"):
+        from edgesmith.runtimes import bundle
+
+        return getattr(bundle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

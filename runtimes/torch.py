@@ -4,7 +4,8 @@ This is the reference runtime the others are compared with. torch is imported
 when a model is loaded, never when ``edgesmith.runtimes`` is imported.
 
 ``torch.set_num_threads`` is process-wide: loading a second ``.pt2`` model with
-another ``threads`` value changes it for the first one too.
+another ``threads`` value changes it for the first one too; ``close()`` gives
+the process back the count it had before the load.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class TorchRuntime(Runtime):
                 f"{self.path}: device 'cuda' asked for but torch.cuda.is_available() is False "
                 "(no GPU, or a CPU-only torch build)"
             )
+        self._threads_before = torch.get_num_threads()  # restored by close()
         torch.set_num_threads(self.threads)
         self.program = _quiet_load(torch, self.path)
         if self.device == "cuda":
@@ -153,6 +155,8 @@ class TorchRuntime(Runtime):
     def close(self) -> None:
         """Drop the program and module so their memory can be freed."""
         super().close()
+        if "_threads_before" in self.__dict__:
+            self._torch.set_num_threads(self.__dict__.pop("_threads_before"))
         for attr in ("module", "program"):
             self.__dict__.pop(attr, None)
 

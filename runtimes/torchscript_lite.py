@@ -7,7 +7,8 @@ file edgesmith's exporter writes into the archive; for a ``.ptl`` without it
 the names are read from the TorchScript ``forward`` schema (a ``.ptl`` holds
 both) and shapes and dtypes are unknown (no cast is applied).
 
-``torch.set_num_threads`` is process-wide, as for the torch runtime.
+``torch.set_num_threads`` is process-wide, as for the torch runtime, and
+``close()`` restores the count the process had before the load.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class TorchScriptLiteRuntime(Runtime):
         torch = self.import_backend()
         from torch.jit.mobile import _load_for_lite_interpreter
 
+        self._threads_before = torch.get_num_threads()  # restored by close()
         torch.set_num_threads(self.threads)
         self._torch = torch
         self.module = _load_for_lite_interpreter(str(self.path))
@@ -88,4 +90,6 @@ class TorchScriptLiteRuntime(Runtime):
     def close(self) -> None:
         """Drop the module so its memory can be freed."""
         super().close()
+        if "_threads_before" in self.__dict__:
+            self._torch.set_num_threads(self.__dict__.pop("_threads_before"))
         self.__dict__.pop("module", None)

@@ -231,6 +231,25 @@ def _no_fusion():
     return opts
 
 
+def test_float_outputs_write_unclipped_logits(cnn, quantized, tmp_path: Path) -> None:
+    """Without the output Q/DQ the last Gemm writes float logits (still a fused QGemm
+    in onnxruntime): held-out logits beyond the calibration range are not clipped."""
+    out = tmp_path / "float-out.onnx"
+    info = quantize_onnx(cnn.art.path, out, preset("x86", float_outputs=True), cnn.calibration)
+    graph = onnx.load(str(out)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    assert producer["logits"] == "Gemm" and info["compute_precision"] == {"int8": {"Conv": 2, "Gemm": 2}}
+    assert not [t.name for t in graph.initializer if t.name.startswith("logits_")]  # its scale and zero point
+    path, _ = quantized("x86-minmax", preset("x86", calibration="minmax"))
+    clipped, got = _run(path, {"pixel_values": cnn.x}), _run(out, {"pixel_values": cnn.x})
+    print(f"\nlogits max |diff|: output Q/DQ {np.abs(clipped - cnn.fp32).max():.2f}, "
+          f"float outputs {np.abs(got - cnn.fp32).max():.2f}")
+    assert np.abs(got - cnn.fp32).max() <= np.abs(clipped - cnn.fp32).max()
+    assert abs(float(np.mean(got.argmax(1) == cnn.y)) - cnn.accuracy) <= 0.02
+    with pytest.raises(RecipeError, match="float_outputs: applies to static int8 only, not int8-dynamic"):
+        preset("x86-dynamic", float_outputs=True)
+
+
 def test_per_node_sqnr_names_the_layers(cnn, quantized) -> None:
     path, _ = quantized("x86-minmax", preset("x86", calibration="minmax"))
     report = per_node_sqnr(cnn.art.path, path, {"pixel_values": cnn.x[:64]})

@@ -11,6 +11,7 @@ import edgesmith
 from edgesmith.errors import ParityError
 from edgesmith.export.base import Tolerance
 from edgesmith.export.onnx import OnnxExporter
+from edgesmith.export.quantize_onnx import TOLERANCES
 
 FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "benchmark.iterations=5",
         "benchmark.min_seconds=0", "benchmark.warmup=1", "benchmark.runtimes=[onnxruntime]"]
@@ -18,13 +19,15 @@ FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "benchmark.iteratio
 
 def test_gate_stops_then_warns(tmp_path, monkeypatch, edgesmith_cache):
     # an impossible tolerance: any float difference at all fails
-    monkeypatch.setitem(OnnxExporter.tolerances, "fp32", Tolerance(atol=0.0, min_cosine=1.0 + 1e-9))
+    impossible = Tolerance(atol=0.0, min_cosine=1.0 + 1e-9)
+    monkeypatch.setitem(OnnxExporter.tolerances, "fp32", impossible)
+    monkeypatch.setitem(TOLERANCES, "int8", impossible)  # digits-quick's onnx export is its quantize stage's file
     out = tmp_path / "run"
     with pytest.raises(ParityError) as e:
         edgesmith.run("digits-quick", out, overrides=FAST)
     msg = str(e.value)
-    assert "onnx fp32" in msg and "--no-parity-gate" in msg and "\n" not in msg
-    assert list(out.glob("*-export/onnx/model.onnx")), "the failing export is kept for inspection"
+    assert "onnx int8" in msg and "--no-parity-gate" in msg and "\n" not in msg
+    assert list(out.glob("*-export/onnx/model.int8.onnx")), "the failing export is kept for inspection"
     assert (out / "01-distill" / "model.safetensors").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exports"][0]["parity"]["passed"] is False

@@ -30,20 +30,35 @@ def _check_summary_shape(summary: dict) -> None:
 def test_digits_quick(tmp_path, edgesmith_cache):
     s = edgesmith.run("digits-quick", tmp_path / "run", overrides=QUICK_BENCH)
     _check_summary_shape(s)
-    teacher, student, final = s["teacher"], s["stages"][0], s["stages"][-1]
-    assert [st["kind"] for st in s["stages"]] == ["distill", "prune", "lowrank"]
+    teacher, (student, _, final, sens, quant) = s["teacher"], s["stages"]
+    assert [st["kind"] for st in s["stages"]] == ["distill", "prune", "lowrank", "sensitivity", "quantize"]
+    # the sensitivity stage reports and passes the model on unchanged
+    assert sens["params"] == final["params"] and sens["metrics"] == final["metrics"]
+    table = json.loads((tmp_path / "run" / "04-sensitivity" / "sensitivity.json").read_text())
+    assert [r["name"] for r in table["layers"]] == ["features.0", "features.4", "classifier.4"]
+    assert table["columns"] == ["prune@0.5", "lowrank@0.5"]
     assert teacher["metrics"]["accuracy"] >= 0.95
     assert student["metrics"]["accuracy"] >= 0.90
     assert student["metrics"]["teacher_agreement"] >= 0.90
     assert student["params"] * 5 <= teacher["params"]
     assert final["params"] < student["params"] and final["metrics"]["accuracy"] >= 0.85
+    # the quantize stage: static int8 of the final model, scored in onnxruntime on the same split
+    q, fp32_acc = quant["metrics"], final["metrics"]["accuracy"]
+    assert quant["params"] == final["params"] and q["fp32_accuracy"] == pytest.approx(fp32_acc, abs=0.003)
+    assert abs(q["accuracy"] - fp32_acc) <= 0.02 and q["sqnr_db"] > 20, (q, fp32_acc)
     onnx = s["exports"][0]
-    assert onnx["format"] == "onnx" and onnx["parity"]["passed"]
-    assert onnx["parity"]["max_abs_diff"] <= 1e-4 and onnx["parity"]["agreement"] == 1.0
-    # every runtime scores the held-out split like PyTorch does
+    assert onnx["format"] == "onnx" and onnx["precision"] == "int8" and onnx["parity"]["passed"]
+    assert onnx["path"].endswith("model.int8.onnx") and onnx["size_bytes"] < onnx["fp32_size_bytes"]
+    # float logits (no output Q/DQ): no clipping beyond the 64-sample calibration range; max diff
+    # 0.6-2.0 on an AVX2 CPU, 4.1 with VNNI/AMX int8 kernels, cosine >= 0.9997 on both
+    assert onnx["parity"]["max_abs_diff"] <= 6.0 and onnx["parity"]["cosine"] >= 0.999, onnx["parity"]
+    assert onnx["parity"]["agreement"] >= 0.95, onnx["parity"]  # 64 samples: a near-tie flip is 1.6 points
+    # every runtime scores the held-out split like PyTorch (fp32) or the quantize stage (int8) does
     for b in s["benchmarks"]:
-        ref = teacher if b["model"] == "teacher" else final
-        assert b["accuracy"] == pytest.approx(ref["metrics"]["accuracy"], abs=0.003)
+        ref = teacher["metrics"] if b["model"] == "teacher" else q if b["precision"] == "int8" else {"accuracy": fp32_acc}
+        assert b["accuracy"] == pytest.approx(ref["accuracy"], abs=0.003), b
+    assert {(b["model"], b["precision"]) for b in s["benchmarks"] if b["runtime"] == "onnxruntime"} == {
+        ("teacher", "fp32"), ("quantize", "int8"), ("quantize-fp32", "fp32")}
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["recipe"] == "digits-quick"
 
 
@@ -59,7 +74,10 @@ def test_fashion_mnist_subset(tmp_path, edgesmith_cache):
     assert st["accuracy"] >= 0.75, st
     assert st["teacher_agreement"] >= 0.80, st
     assert s["stages"][0]["params"] * 5 <= s["teacher"]["params"]
-    assert s["exports"][0]["parity"]["passed"]
+    q = s["stages"][1]["metrics"]
+    assert s["stages"][1]["kind"] == "quantize" and abs(q["accuracy"] - st["accuracy"]) <= 0.02, (q, st)
+    onnx = s["exports"][0]
+    assert onnx["precision"] == "int8" and onnx["parity"]["passed"] and onnx["parity"]["agreement"] >= 0.95
 
 
 @pytest.mark.slow
@@ -79,6 +97,11 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     assert st["cosine_to_teacher"] >= 0.50, st
     assert st["accuracy"] >= t["accuracy"] - 0.12, (st, t)
     assert s["stages"][0]["params"] < s["teacher"]["params"]
+    q = s["stages"][1]["metrics"]  # dynamic int8: cosine to the fp32 student's outputs, then to the teacher
+    assert s["stages"][1]["kind"] == "quantize" and q["cosine_to_fp32"] >= 0.99, q
+    assert q["drop_points"] <= 1.0 and abs(q["accuracy"] - st["accuracy"]) <= 0.03, (q, st)
     onnx = s["exports"][0]
-    assert onnx["parity"]["passed"] and onnx["parity"]["cosine"] > 0.99999
+    assert onnx["precision"] == "int8" and onnx["scheme"] == "int8-dynamic"
+    assert onnx["parity"]["passed"] and onnx["parity"]["cosine"] >= 0.99
+    assert onnx["size_bytes"] * 3 <= onnx["fp32_size_bytes"]  # int8 embedding tables and MatMul weights
     assert all(b["seq_len"] == 128 for b in s["benchmarks"])

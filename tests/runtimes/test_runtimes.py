@@ -27,6 +27,8 @@ CASES = {"onnxruntime": ".onnx", "torch": ".pt2"}
 CASES.update({"litert": ".tflite", "executorch": ".pte", "torchscript-lite": ".ptl"})
 # Formats written by edgesmith's own exporters (their files carry names and dynamic axes).
 EXPORTED = {"tflite": ".tflite", "executorch": ".pte", "torchscript-lite": ".ptl"}
+# GPU-only runtimes: their contract tests live beside their exporter (tests/export/test_tensorrt.py).
+GPU_ONLY = {"tensorrt": ".engine"}
 STATIC_BATCH = {"litert"}  # litert-torch converts static shapes (batch 1); the runtime loops
 
 
@@ -122,8 +124,8 @@ def _eager(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> list[np.nda
 
 
 def test_every_registered_runtime_has_a_case() -> None:
-    assert set(RUNTIMES) == set(CASES), "add a CASES entry (and model export) for each runtime"
-    for name, suffix in CASES.items():
+    assert set(RUNTIMES) == set(CASES) | set(GPU_ONLY), "add a CASES entry (and model export) for each runtime"
+    for name, suffix in {**CASES, **GPU_ONLY}.items():
         cls = RUNTIMES.get(name)
         assert issubclass(cls, Runtime) and cls.name == name and suffix in cls.suffixes
 
@@ -228,8 +230,11 @@ def test_onnx_files_include_external_data(models: dict, tmp_path: Path) -> None:
 def test_torch_runtime_sets_threads(models: dict) -> None:
     before = torch.get_num_threads()
     try:
-        with load(models["cnn"][".pt2"], threads=2):
-            assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        for suffix in (".pt2", ".ptl"):
+            with load(models["cnn"][suffix], threads=2):
+                assert torch.get_num_threads() == 2
+            assert torch.get_num_threads() == 1, f"{suffix}: close() gives the process its thread count back"
     finally:
         torch.set_num_threads(before)
 

@@ -1,0 +1,249 @@
+"""The deployment bundle: ``DIR/bundle/`` holds each exported model file, a text
+model's tokenizer files and ``edgesmith.json``, the manifest an app (or
+:func:`edgesmith.runtimes.load_bundle`) needs to feed and trust the files:
+
+- ``schema_version``; ``inputs`` (names, shapes, dtypes, ``layout``) and
+  ``outputs`` (name, shape, ``meaning``: ``logits`` or ``sentence_embedding``);
+- ``preprocessing``: ``image`` (mean/std, size, channels, layout, uint8 scale) or
+  ``text`` (tokenizer folder, ``max_length``); ``labels`` (class names or null);
+- ``formats``: per file its runtime, precision, export parity (vs PyTorch on
+  prepared inputs) and ``bundle_parity`` (raw inputs through the manifest's
+  preprocessing and the file, vs PyTorch);
+- ``checksums``: size and sha256 of every file; ``source``: the recipe and its hash;
+- ``reference_profile``: input and output statistics on held-out data (drift).
+
+The folder is built in a temporary sibling and renamed into place, so it appears
+whole or not at all. A rebuilt run whose exported files and recipe are unchanged
+keeps its bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from edgesmith import __version__, atomic
+from edgesmith.errors import BundleError, EdgesmithError, ParityError
+from edgesmith.progress import log
+from edgesmith.runtimes.bundle import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
+
+OUTPUT_MEANINGS = {
+    "classification": ("logits", "unnormalised class scores, one per label; softmax gives probabilities"),
+    "embedding": ("sentence_embedding", "one vector per text; compare with cosine similarity"),
+}
+PROFILE_LIMIT = 1000
+
+
+def write_bundle(source: Any, model: Any = None, *, gate: bool | None = None) -> dict:
+    """Write ``DIR/bundle/`` for a finished run and return its ``summary.json`` entry.
+
+    Args:
+        source: The pipeline :class:`~edgesmith.pipeline.runner.Runner`, or a finished
+            run directory (its recipe is reloaded and its final model rebuilt from
+            the step folders; nothing is re-run).
+        model: The run's final PyTorch model (the reference for bundle parity);
+            None rebuilds it.
+        gate: Raise :class:`ParityError` when raw inputs through the bundle disagree
+            with PyTorch; None follows the recipe's ``export.parity.gate``.
+
+    Example:
+        >>> from edgesmith.export.bundle import write_bundle
+        >>> write_bundle("runs/digits-quick")["manifest_sha256"]  # doctest: +SKIP
+    """
+    runner = source if hasattr(source, "ctx") else _runner_for(Path(source))
+    if model is None:
+        model = runner.reload()
+    if gate is None:
+        gate = getattr(runner, "parity_gate", runner.recipe.export.parity.gate)
+    return _Builder(runner, model).write(gate)
+
+
+def _runner_for(run_dir: Path):
+    # The one upward import: a run directory is read back by the pipeline that wrote it.
+    from edgesmith.conf.recipe import load_recipe
+    from edgesmith.pipeline.runner import Runner
+
+    recipe = run_dir / "recipe.resolved.yaml"
+    if not recipe.is_file():
+        raise BundleError(f"{recipe}: not found; pass a run directory written by `edgesmith run`")
+    return Runner(load_recipe(recipe), run_dir, "cpu")
+
+
+class _Builder:
+    def __init__(self, runner: Any, model: Any):
+        self.runner, self.model, self.ctx = runner, model, runner.ctx
+        self.out = Path(runner.out)
+        self.dest = self.out / "bundle"
+        self.exports = [e for e in _exports(runner) if e.get("path")]
+        if not self.exports:
+            raise BundleError(f"{self.out}: no exported model file to bundle; list export.formats in the recipe")
+        self.recipe_sha256 = atomic.sha256_json(runner.recipe.to_dict())
+
+    # --------------------------------------------------------------- write
+    def write(self, gate: bool) -> dict:
+        kept = self._reusable()
+        if kept is not None:
+            log("[dim]bundle: unchanged, reusing[/dim]")
+            return entry(self.dest, kept)
+        log("[bold cyan]bundle[/bold cyan]")
+        with atomic.atomic_dir(self.dest) as tmp:
+            manifest = self._manifest(tmp)
+            atomic.write_json(tmp / MANIFEST, manifest)
+            failed = self._check_formats(tmp, manifest)
+            if failed and gate:
+                fmt, reason = failed[0]
+                raise ParityError(f"bundle parity: {fmt} fed raw eval inputs through the manifest's preprocessing "
+                                  f"disagrees with PyTorch: {reason}; rerun with --no-parity-gate to keep it anyway")
+            try:
+                with self._open(tmp, manifest, None) as bundle:
+                    manifest["reference_profile"] = self._profile(bundle)
+            except EdgesmithError as err:
+                manifest["reference_profile"] = {"error": str(err)}
+            atomic.write_json(tmp / MANIFEST, manifest)
+        return entry(self.dest, manifest)
+
+    def _manifest(self, tmp: Path) -> dict:
+        ctx, task = self.ctx, self.ctx.task
+        formats: dict[str, dict] = {}
+        for e in self.exports:
+            fmt = e["format"]
+            (tmp / fmt).mkdir()
+            files = []
+            for rel in e.get("files") or [e["path"]]:
+                shutil.copyfile(self.out / rel, tmp / fmt / Path(rel).name)
+                files.append(f"{fmt}/{Path(rel).name}")
+            bounds = e.get("dynamic_bounds") or {}
+            formats[fmt] = {"path": f"{fmt}/{Path(e['path']).name}", "files": files, "runtime": e["runtime"],
+                            "precision": e["precision"], "size_bytes": e["size_bytes"],
+                            "layout": e.get("layout") or ("NCHW" if task.kind == "classification" else None),
+                            "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
+                            "device": e.get("device") or "cpu",
+                            "parity": e["parity"]}
+        preprocessing = PREPROCESSING[task.kind](ctx, tmp)
+        meaning, description = OUTPUT_MEANINGS[task.kind]
+        example = ctx.tensors["eval"].take(slice(0, 1))
+        inputs = task.prepare(example.inputs)
+        output = task.predict(self.model.eval().cpu(), example)
+        from edgesmith.export.signature import tensor_entry
+
+        axes = task.dynamic_axes()
+        out_spec = tensor_entry(task.output_names[0], output.shape, output.dtype, {0: "batch"})
+        checksums = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": atomic.sha256_file(p)}
+                     for p in sorted(tmp.rglob("*")) if p.is_file()]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "edgesmith": __version__,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": {"recipe": self.runner.recipe.name, "recipe_sha256": self.recipe_sha256},
+            "task": task.kind,
+            "inputs": [{**tensor_entry(n, t.shape, t.dtype, axes.get(n, {})),
+                        **({"layout": preprocessing["layout"]} if "layout" in preprocessing else {})}
+                       for n, t in zip(task.input_names, inputs, strict=True)],
+            "outputs": [{**out_spec, "meaning": meaning, "description": description, **_embedding_facts(self)}],
+            "preprocessing": preprocessing,
+            "labels": self.ctx.raw["train"].classes,
+            "formats": formats,
+            "checksums": checksums,
+        }
+
+    def _check_formats(self, tmp: Path, manifest: dict) -> list[tuple[str, str]]:
+        """Record each file's io and its raw-input parity; return the failures."""
+        from edgesmith.export.parity import check_bundle_parity
+
+        failed = []
+        samples = self.runner.recipe.export.parity.samples
+        for fmt, e in manifest["formats"].items():
+            try:
+                bundle = self._open(tmp, manifest, fmt)
+            except EdgesmithError as err:  # e.g. a GPU-only file on a CPU machine: recorded, not gated
+                e["bundle_parity"] = {"passed": False, "max_abs_diff": None, "reason": f"not loadable here: {err}"}
+                log(f"  [yellow]{fmt}: bundle parity not checked: {err}[/yellow]")
+                continue
+            with bundle:
+                e["inputs"] = [vars(s) for s in bundle.runtime.inputs]
+                e["outputs"] = [vars(s) for s in bundle.runtime.outputs]
+                e["bundle_parity"] = r = check_bundle_parity(bundle, self.model, self.ctx.task,
+                                                             self.ctx.raw["eval"], samples)
+            status = "[green]ok[/green]" if r["passed"] else f"[red]FAILED ({r['reason']})[/red]"
+            diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+            log(f"  {fmt}: raw eval inputs through the bundle vs PyTorch: max|diff| {diff} {status}")
+            if not r["passed"]:
+                failed.append((fmt, r["reason"]))
+        return failed
+
+    def _open(self, tmp: Path, manifest: dict, fmt: str | None) -> Bundle:
+        from edgesmith.runtimes import load
+
+        fmt = fmt or pick_format(manifest, None, tmp)
+        e = manifest["formats"][fmt]
+        rt = load(tmp / e["path"], e["runtime"], threads=1, device=e.get("device") or "cpu")
+        return Bundle(tmp, manifest, fmt, rt)
+
+    def _profile(self, bundle: Bundle) -> dict:
+        from edgesmith.export.profile import reference_profile
+
+        return reference_profile(bundle, self.ctx.raw["eval"], "eval", PROFILE_LIMIT)
+
+    # --------------------------------------------------------------- reuse
+    def _reusable(self) -> dict | None:
+        """The existing manifest when it verifies and holds exactly the run's current files."""
+        if not (self.dest / MANIFEST).is_file():
+            return None
+        try:
+            manifest = read_manifest(self.dest)
+        except EdgesmithError:
+            return None
+        sums = {c["path"]: c["sha256"] for c in manifest.get("checksums", [])}
+        if manifest.get("edgesmith") != __version__ or "reference_profile" not in manifest \
+                or manifest.get("source", {}).get("recipe_sha256") != self.recipe_sha256 \
+                or set(manifest.get("formats", {})) != {e["format"] for e in self.exports}:
+            return None
+        for e in self.exports:
+            for rel in e.get("files") or [e["path"]]:
+                if sums.get(f"{e['format']}/{Path(rel).name}") != atomic.sha256_file(self.out / rel):
+                    return None
+        return manifest
+
+
+def _exports(runner: Any) -> list[dict]:
+    import json
+
+    meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "export"), None)
+    if meta is None or not meta.exists():
+        raise BundleError(f"{runner.out}: the export step has not run; nothing to bundle")
+    return json.loads(meta.read_text())["exports"]
+
+
+def _embedding_facts(builder: _Builder) -> dict:
+    teacher = builder.runner.recipe.teacher
+    if builder.ctx.task.kind != "embedding":
+        return {}
+    return {"pooling": getattr(teacher, "pooling", None), "normalized": getattr(teacher, "normalize_embeddings", None)}
+
+
+def _image_preprocessing(ctx: Any, tmp: Path) -> dict:
+    c = ctx.image_shape[0]
+    h, w = (int(d) for d in ctx.raw["train"].x.shape[-2:])
+    return {"kind": "image", "layout": "NCHW", "channels": c, "size": [h, w], "mean": ctx.task.mean,
+            "std": ctx.task.std, "input_range": [0.0, 1.0], "uint8_scale": 1 / 255,
+            "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)"}
+
+
+def _text_preprocessing(ctx: Any, tmp: Path) -> dict:
+    ctx.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    return {"kind": "text", "tokenizer": "tokenizer", "tokenizer_class": type(ctx.tokenizer).__name__,
+            "max_length": ctx.task.max_length, "truncation": True,
+            "padding": "longest in the batch, or a static-shape file's sequence length"}
+
+
+PREPROCESSING = {"classification": _image_preprocessing, "embedding": _text_preprocessing}
+
+
+def entry(dest: Path, manifest: dict) -> dict:
+    """The ``bundle`` entry of ``summary.json``."""
+    files = [MANIFEST, *(c["path"] for c in manifest["checksums"])]
+    return {"path": dest.name, "manifest_sha256": atomic.sha256_file(dest / MANIFEST), "files": files,
+            "formats": list(manifest["formats"]), "default_format": pick_format(manifest, None, dest),
+            "size_bytes": sum(c["size"] for c in manifest["checksums"]) + (dest / MANIFEST).stat().st_size}

@@ -1,0 +1,87 @@
+"""The reference profile a bundle carries for drift monitoring: summary statistics
+of held-out inputs and of what the bundled file outputs on them, computed through
+the bundle itself (its preprocessing, its file, its runtime).
+
+A monitor compares live traffic with it: per-channel pixel statistics or token
+lengths for the inputs; the predicted-class histogram and the histogram of the
+top softmax probability for classifiers; embedding norms for encoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+UNIT_BINS = np.linspace(0.0, 1.0, 11)  # pixel values and confidences: 10 equal bins over [0, 1]
+
+
+def summary(values: np.ndarray) -> dict[str, Any]:
+    """Mean, std and :data:`QUANTILES` of a 1-D array."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return {"count": 0}
+    q = np.quantile(v, QUANTILES)
+    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
+            "quantiles": {f"p{round(p * 100):02d}": float(x) for p, x in zip(QUANTILES, q, strict=True)}}
+
+
+def histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, list]:
+    """Fractions per bin (the last bin closed), with the bin edges."""
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    total = max(int(counts.sum()), 1)
+    return {"edges": [round(float(e), 6) for e in edges], "fractions": [round(int(c) / total, 6) for c in counts]}
+
+
+def _image_inputs(bundle, raw: Any) -> dict:
+    x = bundle.preprocess.nchw(raw)  # (N, C, H, W) in [0, 1], before normalisation
+    return {"space": "pixels in [0, 1] before normalisation",
+            "channels": [{**summary(x[:, c]), "histogram": histogram(x[:, c].ravel(), UNIT_BINS)}
+                         for c in range(x.shape[1])]}
+
+
+def _text_inputs(bundle, raw: Any) -> dict:
+    lengths = bundle.preprocess.lengths(list(raw))
+    max_length = bundle.preprocess.max_length
+    edges = [0] + [2**i for i in range(1, 16) if 2**i < max_length] + [max_length]
+    return {"space": "tokens per text (special tokens included, truncated to max_length)",
+            "token_length": {**summary(lengths), "histogram": histogram(lengths, np.asarray(edges, float)),
+                             "at_max_length": float(np.mean(lengths >= max_length)) if len(lengths) else 0.0}}
+
+
+def _classifier_outputs(out: np.ndarray, labels: list[str] | None, y: np.ndarray | None) -> dict:
+    z = out - out.max(1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    pred, conf = probs.argmax(1), probs.max(1)
+    k = out.shape[1]
+    names = labels if labels and len(labels) == k else [str(i) for i in range(k)]
+    counts = np.bincount(pred, minlength=k)
+    result = {"predicted_class": {n: round(int(c) / max(len(pred), 1), 6) for n, c in zip(names, counts, strict=True)},
+              "confidence": {**summary(conf), "histogram": histogram(conf, UNIT_BINS)}}
+    if y is not None:
+        result["accuracy"] = float((pred == np.asarray(y)[: len(pred)]).mean())
+    return result
+
+
+def _embedding_outputs(out: np.ndarray, labels: list[str] | None, y: np.ndarray | None) -> dict:
+    return {"dim": int(out.shape[1]), "norm": summary(np.linalg.norm(out, axis=1))}
+
+
+INPUT_PROFILES: dict[str, Callable[..., dict]] = {"image": _image_inputs, "text": _text_inputs}
+OUTPUT_PROFILES: dict[str, Callable[..., dict]] = {"logits": _classifier_outputs,
+                                                   "sentence_embedding": _embedding_outputs}
+
+
+def reference_profile(bundle, raw, split: str, limit: int = 1000) -> dict:
+    """Profile the first ``limit`` items of ``raw`` (a RawData split) through ``bundle``."""
+    sub = raw.subset(range(min(limit, len(raw))))
+    manifest = bundle.manifest
+    out = np.asarray(bundle.predict(sub.x), dtype=np.float64)
+    meaning = manifest["outputs"][0]["meaning"]
+    return {
+        "split": split, "samples": len(sub), "format": bundle.format,
+        "inputs": INPUT_PROFILES[manifest["preprocessing"]["kind"]](bundle, sub.x),
+        "outputs": OUTPUT_PROFILES[meaning](out, manifest.get("labels"), sub.y),
+    }
