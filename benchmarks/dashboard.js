@@ -164,9 +164,12 @@
         const lat = cols.map((c) => {
           const b = bench.find((x) => x.model === s.name && `${x.target} · ${x.runtime}` === c);
           if (!b) return el('td', { class: 'num dim' }, '–');
-          const slower = prev[c] != null && b.p50 > prev[c];
-          const cell = el('td', { class: slower ? 'num slower' : 'num', title: slower ? `p50 ${fmtMs(prev[c])} ms in the stage before` : null }, fmtMs(b.p50), slower ? el('span', { class: 'badge' }, 'slower') : null);
-          prev[c] = b.p50;
+          // the pipeline's rule (pipeline/steps.py flag_slower_steps): over 5% slower and the p50 CIs apart
+          const p = prev[c];
+          const apart = !p || p.p50_ci_hi == null || b.p50_ci_lo == null || b.p50_ci_lo > p.p50_ci_hi;
+          const slower = p != null && b.p50 > p.p50 * 1.05 && apart;
+          const cell = el('td', { class: slower ? 'num slower' : 'num', title: slower ? `p50 ${fmtMs(p.p50)} ms in the stage before` : null }, fmtMs(b.p50), slower ? el('span', { class: 'badge' }, 'slower') : null);
+          prev[c] = b;
           return cell;
         });
         return el('tr', { 'data-stage': s.name }, el('td', {}, s.name), el('td', {}, s.kind), el('td', { class: 'num' }, s.params == null ? '–' : s.params.toLocaleString('en')),

@@ -198,6 +198,9 @@ class BenchmarkConfig(Config):
     min_seconds: float = field(default=1.0, metadata=at_least(0))
     seq_len: int | None = field(default=None, metadata=between(1, 512))
     eval_samples: int | None = field(default=None, metadata=at_least(1))
+    # "final": the teacher and the final model; "all": every stage that changes the weights too,
+    # so that a stage slower than the one before it is caught where it happens
+    stages: Literal["final", "all"] = "final"
 
     def validate(self) -> None:
         from edgesmith.runtimes import RUNTIMES

@@ -29,7 +29,26 @@ def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64,
             except EdgesmithError as e:  # e.g. an NHWC file fed NCHW: a failed check, not a crash
                 return failed(artifact, f"the {artifact.runtime} runtime rejected the inputs PyTorch takes: {e}")
     ref, out = np.concatenate(ref_chunks), np.concatenate(out_chunks)
-    return compare(ref, out, artifact)
+    result = compare(ref, out, artifact)
+    if not result["passed"] and artifact.runtime == "onnxruntime" and artifact.path.suffix == ".onnx":
+        locate(result, artifact, model, task, _fit_static(task.prepare(subset.inputs), task,
+                                                           artifact.info.get("static_shapes")))
+    return result
+
+
+def locate(result: dict, artifact: ExportArtifact, model, task, inputs: tuple) -> None:
+    """Add the first diverging layer of a failed ONNX check to ``result`` and its reason."""
+    from edgesmith.export.divergence import first_divergence
+
+    try:
+        hit = first_divergence(artifact.path, model, inputs, task.input_names, artifact.tolerance)
+    except Exception as e:  # noqa: BLE001 - locating is a diagnosis: its failure must not hide the verdict
+        result["first_divergence"] = {"error": f"{type(e).__name__}: {e}"}
+        return
+    result["first_divergence"] = hit
+    if hit is not None:
+        result["reason"] += (f"; first diverging layer: {hit['layer']} ({hit['module']}, ONNX {hit['op_type']}, "
+                             f"max |diff| {hit['max_abs_diff']:.3g}, cosine {hit['cosine']:.4f})")
 
 
 def check_bundle_parity(bundle, model, task, raw, samples: int = 64, tolerance: Tolerance | None = None) -> dict:

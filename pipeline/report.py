@@ -22,6 +22,10 @@ def _params(n: int | None) -> str:
     return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
 
 
+def _p50(v: float) -> str:
+    return f"{v:.3f} ms" if v < 10 else f"{v:.2f} ms"  # three digits even for a tiny model's 0.013 ms
+
+
 def summary_table(summary: dict) -> Table:
     embedding = summary.get("task") == "embedding"
     t = Table(title=f"edgesmith · {summary['recipe']} · {summary['out']}", title_justify="left")
@@ -43,10 +47,21 @@ def summary_table(summary: dict) -> Table:
         for rt, target in lat_keys:
             b = next((b for b in summary["benchmarks"] if b["model"] == row["name"] and b["runtime"] == rt
                       and b["target"] == target and b.get("latency_ms")), None)
-            lats.append("-" if b is None else f"{b['latency_ms']['p50']:.2f} ms")
+            cell = "-" if b is None else _p50(b["latency_ms"]["p50"])
+            lats.append(f"[red]{cell} ▲[/red]" if b is not None and b.get("slower_than_previous") else cell)
         t.add_row(row["name"], _params(row.get("params")), _mb(row.get("size_bytes")), _pct(m.get("accuracy")),
                   second_s, *lats, f"{row.get('seconds') or 0:.0f} s")
+    slower = slower_notes(summary)
+    if slower:
+        t.caption, t.caption_justify = "\n".join(f"▲ {n}" for n in slower), "left"
     return t
+
+
+def slower_notes(summary: dict) -> list[str]:
+    """One line per benchmarked step that got slower than the step before it."""
+    return [f"{b['model']} is {1 / b['speedup_vs_previous']:.2f}x slower than {b['previous']} on {b['runtime']} "
+            f"({b['target']}, {b['threads']} thread(s), batch {b['batch']})"
+            for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
 
 
 def exports_table(summary: dict) -> Table:
@@ -74,18 +89,26 @@ def exports_table(summary: dict) -> Table:
 def benchmarks_table(summary: dict) -> Table:
     t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
     for c in ("model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
-              "accuracy"):
+              "accuracy", "vs step before"):
         t.add_column(c)
     for b in summary.get("benchmarks", []):
         lat = b.get("latency_ms")
         if not lat:
             t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                      f"[red]{b.get('error')}[/red]", "", "", "", "", "")
+                      f"[red]{b.get('error')}[/red]", "", "", "", "", "", "")
             continue
         ci = lat.get("p50_ci")
         # a device tool may print no percentiles (adb: benchmark_model): show its mean, marked
         p50 = f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else f"{lat['mean']:.3f} ms (mean)"
         t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
                   p50, f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", _ms(lat.get("p90")), _ms(lat.get("p99")),
-                  "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")))
+                  "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")),
+                  _vs_previous(b))
     return t
+
+
+def _vs_previous(b: dict) -> str:
+    if b.get("speedup_vs_previous") is None:
+        return ""
+    text = f"{b['speedup_vs_previous']:.2f}x vs {b['previous']}"
+    return f"[red]{text} (slower)[/red]" if b.get("slower_than_previous") else text

@@ -38,6 +38,8 @@ class StageSpec:
     run: Callable[..., Any]
     skeleton: Callable[..., Any]
     weights: bool = True
+    # the stage reports on (or converts a file of) the model it gets and hands that same model on
+    passes_model_on: bool = False
 
 
 STAGES: Registry[StageSpec] = Registry("stage kind")
@@ -124,7 +126,8 @@ def _run_sensitivity(ctx, cfg: SensitivityConfig, model, stage_dir):
                    "columns": report["columns"], "layers": [r["name"] for r in report["layers"]]}
 
 
-STAGES.register("sensitivity")(StageSpec(SensitivityConfig, _run_sensitivity, lambda ctx, prev, cfg, info: prev))
+STAGES.register("sensitivity")(StageSpec(SensitivityConfig, _run_sensitivity, lambda ctx, prev, cfg, info: prev,
+                                         passes_model_on=True))
 
 
 # ----------------------------------------------------------------- quantize
@@ -254,4 +257,4 @@ def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 STAGES.register("quantize")(StageSpec(QuantizeConfig, _run_quantize, lambda ctx, prev, cfg, info: prev,
-                                      weights=False))
+                                      weights=False, passes_model_on=True))

@@ -4,6 +4,7 @@ folder that becomes ``DIR/NN-<step>/``; it returns ``(model, info)``."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -126,8 +127,6 @@ def _checked(runner, art, model, rel: str) -> dict:
 def quantized_onnx(runner) -> tuple[dict, dict] | None:
     """``(step, info)`` of the run's last ``quantize`` stage (its file is the final
     model's ONNX), or None."""
-    import json
-
     step = next((s for s in reversed(runner.steps) if s["kind"] == "quantize"), None)
     if step is None:
         return None
@@ -211,6 +210,8 @@ def run_benchmark(runner, step, model, out: Path):
     exported = {f: (runner.out / e["path"], e["precision"]) for f, e in export_info.items() if e.get("path")}
     # (name, model, files already made per format, only those files?, name its probe head is cached under)
     candidates = [("teacher", ctx.teacher, {}, False, "teacher")]
+    if cfg.stages == "all":
+        candidates += [(name, m, {}, False, name) for name, m in _intermediate_models(runner, final_name)]
     if final_name != "teacher":
         candidates.append((final_name, model, exported, False, final_name))
         fp32 = export_info.get("onnx", {}).get("fp32_path")  # a quantized ONNX: measure its fp32 parent too
@@ -255,7 +256,52 @@ def run_benchmark(runner, step, model, out: Path):
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     shutil.rmtree(out / "models", ignore_errors=True)
     _compare_with_fp32_parent(results, final_name)
+    # the step order: a quantized final model comes after its fp32 parent
+    order = [c[0] for c in candidates if c[0] != final_name] + [final_name]
+    flag_slower_steps(results, order)
     return model, {"benchmarks": results}
+
+
+def _intermediate_models(runner, final_name: str):
+    """(name, model) of each finished stage before the final one that changed the
+    weights, rebuilt from its folder (a stage that only reports passes its input on)."""
+    from edgesmith.pipeline.stages import STAGES
+
+    model = None
+    for step in runner.steps:
+        if step["kind"] in ("export", "benchmark") or step["name"] == final_name:
+            break
+        info = json.loads((step["dir"] / "stage.json").read_text())
+        model = runner._reload(step, info, model)
+        if step["kind"] != "teacher" and not STAGES.get(step["kind"]).passes_model_on:
+            yield step["name"], model.eval()
+
+
+# a step counts as slower only when its p50 is this much above the step before's *and*
+# their p50 confidence intervals do not overlap: run-to-run noise on a shared CPU is a few %
+SLOWER_MARGIN = 0.05
+
+
+def flag_slower_steps(results: list[dict], order: list[str]) -> None:
+    """Compare each measured step with the nearest measured step before it in
+    ``order`` (same runtime, target, threads and batch): ``speedup_vs_previous``
+    (p50 before / p50 now) and ``previous``; ``slower_than_previous`` is set, and a
+    warning printed, when the step got slower beyond noise."""
+    rank = {name: i for i, name in enumerate(order)}
+    last: dict[tuple, dict] = {}
+    for r in sorted((r for r in results if r.get("latency_ms") and r["model"] in rank), key=lambda r: rank[r["model"]]):
+        key = (r["runtime"], r["target"], r["threads"], r["batch"])
+        prev = last.get(key)
+        last[key] = r
+        if prev is None or not prev["latency_ms"].get("p50") or not r["latency_ms"].get("p50"):
+            continue
+        a, b = prev["latency_ms"], r["latency_ms"]
+        r["previous"], r["speedup_vs_previous"] = prev["model"], round(a["p50"] / b["p50"], 3)
+        apart = not (a.get("p50_ci") and b.get("p50_ci")) or b["p50_ci"][0] > a["p50_ci"][1]
+        r["slower_than_previous"] = bool(b["p50"] > a["p50"] * (1 + SLOWER_MARGIN) and apart)
+        if r["slower_than_previous"]:
+            log(f"  [yellow]{r['model']} runs {b['p50'] / a['p50']:.2f}x slower than {prev['model']} "
+                f"on {r['runtime']} ({r['target']}): p50 {b['p50']:.3f} vs {a['p50']:.3f} ms[/yellow]")
 
 
 def _compare_with_fp32_parent(results: list[dict], final_name: str) -> None:
@@ -276,8 +322,6 @@ def _compare_with_fp32_parent(results: list[dict], final_name: str) -> None:
 
 
 def _read_exports(runner) -> list[dict]:
-    import json
-
     meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "export"), None)
     if meta is None or not meta.exists():
         raise EdgesmithError("benchmark: the export step has not run")

@@ -177,6 +177,36 @@ def test_corrupted_weight_fails_parity(exported, cnn: SimpleNamespace, fmt: str,
     result = check_parity(dataclasses.replace(art, path=path, files=[path]), case.model, case.task, case.data)
     assert not result["passed"] and result["max_abs_diff"] == pytest.approx(0.5, abs=1e-3)
     assert result["reason"].startswith("max_abs_diff")
+    if fmt == "onnx":  # the last Linear is where it starts (its parent ends on the same node)
+        hit = result["first_divergence"]
+        assert hit["layer"] == f"classifier.{len(cnn.model.classifier) - 1}", hit
+        assert hit["module"] == "Linear" and hit["op_type"] == "Gemm" and hit["checked"] > 3
+        assert f"first diverging layer: {hit['layer']} (Linear, ONNX Gemm" in result["reason"]
+
+
+@pytest.mark.parametrize(("kind", "layer"), [("cnn", "classifier.2"), ("bert", "encoder.encoder.layer.1.output.dense")])
+def test_onnx_parity_failure_names_the_first_diverging_layer(exported, kind: str, layer: str, tmp_path: Path) -> None:
+    art, case = exported("onnx", kind)
+    weight = case.model.get_submodule(layer).weight.detach().numpy().astype("<f4")
+    bad = weight.copy()
+    bad[0] += 0.5 * float(np.abs(weight).max())  # one output unit's weights corrupted, inside the network
+    data = art.path.read_bytes()
+    # Gemm keeps PyTorch's [out, in] layout, MatMul stores the transpose
+    layout = next(f for f in (np.ascontiguousarray, lambda a: np.ascontiguousarray(a.T))
+                  if data.count(f(weight).tobytes()) == 1)
+    path = tmp_path / art.path.name
+    path.write_bytes(data.replace(layout(weight).tobytes(), layout(bad).tobytes()))
+    result = check_parity(dataclasses.replace(art, path=path, files=[path]), case.model, case.task, case.data)
+    assert not result["passed"]
+    hit = result["first_divergence"]
+    assert hit["layer"] == layer, hit
+    assert hit["max_abs_diff"] > art.tolerance.atol and hit["checked"] >= 2
+    assert f"first diverging layer: {layer} (" in result["reason"] and "\n" not in result["reason"]
+    # the intact file: every layer within tolerance, so nothing to report
+    from edgesmith.export.divergence import first_divergence
+
+    inputs = case.task.prepare(case.data.take(slice(0, 16)).inputs)
+    assert first_divergence(art.path, case.model, inputs, case.task.input_names, art.tolerance) is None
 
 
 @pytest.mark.parametrize("fmt", TORCH_EXPORT)

@@ -28,7 +28,7 @@ def _check_summary_shape(summary: dict) -> None:
 
 @pytest.mark.slow
 def test_digits_quick(tmp_path, edgesmith_cache):
-    s = edgesmith.run("digits-quick", tmp_path / "run", overrides=QUICK_BENCH)
+    s = edgesmith.run("digits-quick", tmp_path / "run", overrides=[*QUICK_BENCH, "benchmark.stages=all"])
     _check_summary_shape(s)
     teacher, (student, _, final, sens, quant) = s["teacher"], s["stages"]
     assert [st["kind"] for st in s["stages"]] == ["distill", "prune", "lowrank", "sensitivity", "quantize"]
@@ -54,11 +54,19 @@ def test_digits_quick(tmp_path, edgesmith_cache):
     assert onnx["parity"]["max_abs_diff"] <= 6.0 and onnx["parity"]["cosine"] >= 0.999, onnx["parity"]
     assert onnx["parity"]["agreement"] >= 0.95, onnx["parity"]  # 64 samples: a near-tie flip is 1.6 points
     # every runtime scores the held-out split like PyTorch (fp32) or the quantize stage (int8) does
+    metrics = {st["name"]: st["metrics"] for st in [teacher, *s["stages"]]}
     for b in s["benchmarks"]:
-        ref = teacher["metrics"] if b["model"] == "teacher" else q if b["precision"] == "int8" else {"accuracy": fp32_acc}
+        ref = q if b["precision"] == "int8" else metrics.get(b["model"], {"accuracy": fp32_acc})
         assert b["accuracy"] == pytest.approx(ref["accuracy"], abs=0.003), b
-    assert {(b["model"], b["precision"]) for b in s["benchmarks"] if b["runtime"] == "onnxruntime"} == {
-        ("teacher", "fp32"), ("quantize", "int8"), ("quantize-fp32", "fp32")}
+    # benchmark.stages: all measures every weight-changing stage, each against the step before it
+    order = ["teacher", "distill", "prune", "lowrank", "quantize-fp32", "quantize"]
+    ort = [b for b in s["benchmarks"] if b["runtime"] == "onnxruntime"]
+    assert sorted((b["model"], b["precision"]) for b in ort) == sorted(
+        [(m, "fp32") for m in order[:-1]] + [("quantize", "int8")])
+    for b in ort[1:]:
+        prev = order[order.index(b["model"]) - 1]
+        assert b["previous"] == prev and isinstance(b["slower_than_previous"], bool), b
+        assert b["speedup_vs_previous"] > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["recipe"] == "digits-quick"
 
 
