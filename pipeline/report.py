@@ -66,16 +66,17 @@ def slower_notes(summary: dict) -> list[str]:
 
 def exports_table(summary: dict) -> Table:
     t = Table(title="exports (parity vs PyTorch on held-out inputs)", title_justify="left")
-    for c in ("format", "precision", "size", "max |diff|", "cosine", "agreement", "tolerance", "parity"):
+    for c in ("format", "precision", "size", "ops", "max |diff|", "cosine", "agreement", "tolerance", "parity"):
         t.add_column(c)
     for e in summary.get("exports", []):
         p = e.get("parity") or {}
         if e.get("error"):
-            t.add_row(e["format"], "-", "-", "-", "-", "-", "-", f"[red]export failed: {e['error']}[/red]")
+            t.add_row(e["format"], "-", "-", "-", "-", "-", "-", "-", f"[red]export failed: {e['error']}[/red]")
             continue
         tol = p.get("tolerance") or {}
         none = p.get("max_abs_diff") is None  # the runtime refused the inputs: no numbers
-        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), "-" if none else f"{p['max_abs_diff']:.2e}",
+        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), ops_summary(e),
+                  "-" if none else f"{p['max_abs_diff']:.2e}",
                   "-" if none else f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
                   f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
     notes = [f"{e['format']}: {e['reason']}" for e in summary.get("exports", []) if e.get("engine_built") is False]
@@ -86,16 +87,36 @@ def exports_table(summary: dict) -> Table:
     return t
 
 
+_BACKENDS = {"XnnpackBackend": "XNNPACK", "TfLiteXNNPackDelegate": "XNNPACK"}
+
+
+def ops_summary(export: dict) -> str:
+    """Where the ops run: delegate coverage (TFLite, ExecuTorch), the ops computing
+    in int8 / fp16 (a quantized ONNX file), else the ONNX op count."""
+    d = export.get("delegation") or {}
+    if d.get("delegated_ops") is not None:
+        total = d.get("total_ops") or d["delegated_ops"] + (d.get("portable_ops") or 0)
+        backend = _BACKENDS.get(d.get("backend"), d.get("backend") or "delegate")
+        return f"{backend} {d['delegated_ops']}/{total}"
+    low = {p: ops for p, ops in (export.get("compute_precision") or {}).items() if p in ("int8", "fp16") and ops}
+    if low:
+        return "; ".join(f"{p}: " + ", ".join(f"{op}×{n}" for op, n in ops.items()) for p, ops in low.items())
+    hist = export.get("op_histogram")
+    return f"{sum(hist.values())} ops" if hist else "-"
+
+
 def benchmarks_table(summary: dict) -> Table:
     t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
     for c in ("model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
-              "accuracy", "vs step before"):
+              "accuracy", "vs step before", "ops"):
         t.add_column(c)
+    final = (summary.get("stages") or [{}])[-1].get("name")
+    exports = {(e["format"], e.get("precision")): e for e in summary.get("exports", []) if not e.get("error")}
     for b in summary.get("benchmarks", []):
         lat = b.get("latency_ms")
         if not lat:
             t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                      f"[red]{b.get('error')}[/red]", "", "", "", "", "", "")
+                      f"[red]{b.get('error')}[/red]", "", "", "", "", "", "", "")
             continue
         ci = lat.get("p50_ci")
         # a device tool may print no percentiles (adb: benchmark_model): show its mean, marked
@@ -103,7 +124,7 @@ def benchmarks_table(summary: dict) -> Table:
         t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
                   p50, f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", _ms(lat.get("p90")), _ms(lat.get("p99")),
                   "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")),
-                  _vs_previous(b))
+                  _vs_previous(b), _ops_of(b, final, exports))
     return t
 
 
@@ -112,3 +133,11 @@ def _vs_previous(b: dict) -> str:
         return ""
     text = f"{b['speedup_vs_previous']:.2f}x vs {b['previous']}"
     return f"[red]{text} (slower)[/red]" if b.get("slower_than_previous") else text
+
+
+def _ops_of(b: dict, final: str | None, exports: dict) -> str:
+    """The ops column of the final model's exported file this benchmark ran."""
+    from edgesmith.pipeline.steps import FORMAT_FOR_RUNTIME
+
+    e = exports.get((FORMAT_FOR_RUNTIME.get(b["runtime"]), b.get("precision"))) if b["model"] == final else None
+    return ops_summary(e) if e else ""
