@@ -1,6 +1,8 @@
 """ONNX export with torch's dynamo exporter (the path that also carries pt2e
 quantized models), dynamic batch (and sequence) axes, one self-contained file
-when the model fits in 2 GB, and an onnx.checker pass."""
+when the model fits in 2 GB, and an onnx.checker pass. Stack traces and FX node
+text are stripped from the nodes' metadata (they carry this machine's paths);
+the module scopes that name each node's layer stay."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class OnnxExporter(Exporter):
                     output_names=task.output_names, dynamic_shapes=dynamic_shapes,
                     opset_version=config.opset, external_data=large,
                 )
+            strip_debug_metadata(program.model)
             program.save(str(tmp), external_data=large)
             onnx.checker.check_model(str(tmp) if large else onnx.load(str(tmp)))
         except Exception as e:  # noqa: BLE001 - the exporter raises many error kinds
@@ -64,6 +67,25 @@ class OnnxExporter(Exporter):
             "onnx", "fp32", path, self.runtime, self.tolerances["fp32"], files,
             {"opset": config.opset, "op_histogram": dict(sorted(ops.items(), key=lambda kv: -kv[1]))},
         )
+
+
+# Per-node metadata the dynamo exporter writes that a shipped file should not carry:
+# Python stack traces (this machine's paths; most of a small model's file) and FX
+# node text. The module scopes stay: they name layers (export/divergence.py).
+DEBUG_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
+
+
+def strip_debug_metadata(model) -> int:
+    """Drop :data:`DEBUG_METADATA` from every node of an ``onnx_ir`` model, in
+    place (subgraphs included); returns how many entries went."""
+    import onnx_ir as ir
+
+    dropped = 0
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        for key in DEBUG_METADATA:
+            if node.metadata_props.pop(key, None) is not None:
+                dropped += 1
+    return dropped
 
 
 def _first_line(e: BaseException) -> str:
