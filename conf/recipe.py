@@ -173,18 +173,35 @@ class ParityConfig(Config):
 
 @dataclass
 class ExportConfig(Config):
+    """What to export. ``precision`` maps a format to ``fp32``, ``fp16`` or ``int8``
+    (formats not named export fp32; int8 is calibrated on the calibration split);
+    a format must support the precision (its exporter's ``tolerances``). TensorRT
+    has ``tensorrt_precision``; an int8 ONNX comes from a ``quantize`` stage."""
+
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     opset: int = field(default=18, metadata=between(13, 23))
     dynamic_batch: bool = True
+    precision: dict[str, Literal["fp32", "fp16", "int8"]] = field(default_factory=dict)
     tensorrt_precision: Literal["fp32", "fp16", "int8"] = "fp16"
     parity: ParityConfig = field(default_factory=ParityConfig)
 
     def validate(self) -> None:
-        from edgesmith.export import EXPORTERS
+        from edgesmith.export import EXPORTERS, get_exporter
 
         for i, f in enumerate(self.formats):
             if f not in EXPORTERS:
                 raise RecipeError(f"formats[{i}]", EXPORTERS.unknown_message(f))
+        for fmt, p in self.precision.items():
+            key = f"precision.{fmt}"
+            if fmt not in EXPORTERS:
+                raise RecipeError(key, EXPORTERS.unknown_message(fmt))
+            if fmt == "tensorrt":
+                raise RecipeError(key, "set the engine's precision with export.tensorrt_precision instead")
+            supported = list(get_exporter(fmt).tolerances)
+            if p not in supported:
+                hint = "; for an int8 ONNX add a 'quantize' stage" if fmt == "onnx" else ""
+                raise RecipeError(key, f"the {fmt} exporter does not export {p}; choose one of: "
+                                       f"{', '.join(supported)}{hint}")
 
 
 @dataclass

@@ -11,6 +11,11 @@ Lowering runs with the mkldnn and nnpack conv backends switched off: in torch
 the graph, which pins a dynamic batch to at most 15. They are not used at
 runtime either way (XNNPACK runs the convolutions).
 
+Precisions: ``fp32``, and ``int8``: PT2E post-training quantization with
+ExecuTorch's ``XNNPACKQuantizer`` (symmetric, per-channel int8 weights, int8
+activations calibrated on real inputs passed as ``calibration=``), lowered to
+XNNPACK's quantized kernels; inputs and outputs stay float32.
+
 The artifact info reports delegation coverage: how many ops run inside XNNPACK
 and which are left to ExecuTorch's portable kernels. The file carries an
 ``edgesmith_io`` constant method with the input/output names, shapes and dtypes.
@@ -26,7 +31,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +39,10 @@ import torch
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
 from edgesmith.export.failures import export_error
 from edgesmith.export.pt2 import with_input_names
+from edgesmith.export.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.export.signature import IO_KEY, output_names, plain_inputs, tensor_entry
 from edgesmith.runtimes.base import require
 
@@ -91,16 +97,18 @@ def delegation(program: Any) -> dict[str, Any]:
     gm = program.graph_module
     calls = [n for n in gm.graph.nodes if n.op == "call_function" and not _bookkeeping(n)]
     delegates = [n for n in calls if _op_name(n.target) == "executorch_call_delegate"]
-    delegated = 0
+    inside: Counter[str] = Counter()
     for node in delegates:
         lowered = getattr(gm, node.args[0].target)
-        delegated += sum(1 for n in lowered.original_module.graph.nodes
-                         if n.op == "call_function" and not _bookkeeping(n))
+        inside.update(_op_name(n.target) for n in lowered.original_module.graph.nodes
+                      if n.op == "call_function" and not _bookkeeping(n))
+    delegated = sum(inside.values())
     portable = Counter(_op_name(n.target) for n in calls if n not in delegates)
     total = delegated + sum(portable.values())
     return {"backend": "XnnpackBackend", "delegate_calls": len(delegates), "delegated_ops": delegated,
             "portable_ops": sum(portable.values()), "coverage": round(delegated / total, 4) if total else None,
-            "portable_op_histogram": dict(portable.most_common())}
+            "portable_op_histogram": dict(portable.most_common()),
+            "delegated_op_histogram": dict(inside.most_common())}
 
 
 def io_spec(program: torch.export.ExportedProgram, task: Any) -> dict[str, list[dict]]:
@@ -122,6 +130,17 @@ def io_spec(program: torch.export.ExportedProgram, task: Any) -> dict[str, list[
     return {"inputs": inputs, "outputs": outputs}
 
 
+def _quantized(ep: torch.export.ExportedProgram, batches: list[tuple[torch.Tensor, ...]]) -> torch.fx.GraphModule:
+    """``ep`` as a PT2E int8 graph for XNNPACK, calibrated on ``batches``."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return quantize_pt2e(ep.module(), quantizer, batches)
+
+
 class ExecuTorchExporter(Exporter):
     """``model.pte`` for the ``executorch`` runtime, XNNPACK-delegated.
 
@@ -132,25 +151,33 @@ class ExecuTorchExporter(Exporter):
     name = "executorch"
     suffix = ".pte"
     runtime = "executorch"
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999)}
+    # int8 as for ONNX static int8 (export.quantize_onnx.TOLERANCES): the cosine is the gate
+    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999),
+                  "int8": Tolerance(atol=8.0, min_cosine=0.99)}
     max_batch = 64
 
-    def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
-        """Export, lower to XNNPACK and write ``out_dir/model.pte`` atomically.
+    def export(self, model, example_inputs, task, out_dir: Path, config,
+               calibration: Iterable[tuple[torch.Tensor, ...]] | None = None) -> ExportArtifact:
+        """Export (int8: quantize), lower to XNNPACK and write ``out_dir/model.pte`` atomically.
+
+        Args:
+            calibration: int8 only: input tuples to calibrate activation ranges on.
 
         Raises:
-            ExportError: An unknown precision, or export / lowering failed (one
-                line naming the op or model line and a format to try instead).
+            ExportError: An unknown precision, int8 without calibration inputs, or
+                export / lowering failed (one line naming the op or model line and a
+                format to try instead).
             MissingExtraError: executorch is not installed.
         """
         require("executorch", "mobile", "the executorch exporter")
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        precision = getattr(config, "precision", "fp32")
+        precision = precision_of(config, self.name)
         if precision not in self.tolerances:
             raise ExportError(f"executorch: precision '{precision}' is not supported yet; "
                               f"choose one of: {', '.join(self.tolerances)}")
+        batches = calibration_batches(calibration, self.name) if precision == "int8" else None
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "model.pte"
@@ -164,8 +191,10 @@ class ExecuTorchExporter(Exporter):
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")  # also the TF32 notice the mkldnn flags print
                 with _xnnpack_conv_tracing():  # (and no graph dumps on stdout on failure)
-                    ep = torch.export.export(with_input_names(model, task.input_names),
-                                             plain_inputs(example_inputs), dynamic_shapes=shapes)
+                    named, example = with_input_names(model, task.input_names), plain_inputs(example_inputs)
+                    ep = torch.export.export(named, example, dynamic_shapes=shapes)
+                    if batches is not None:
+                        ep = torch.export.export(_quantized(ep, batches), example, dynamic_shapes=shapes)
                     spec = io_spec(ep, task)
                     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
                                                        constant_methods={IO_KEY: json.dumps(spec)})
@@ -184,6 +213,9 @@ class ExecuTorchExporter(Exporter):
             "planned_memory_bytes": int(sum(plan.non_const_buffer_sizes)),
             "export_seconds": round(seconds, 2),
         }
+        if batches is not None:
+            info["quantization"] = {"quantizer": "XNNPACKQuantizer", "scheme": "symmetric per-channel int8",
+                                    "calibration_samples": sum(len(b[0]) for b in batches)}
         atomic.write_json(out_dir / "export.json", {"format": "executorch", "precision": precision, **info})
         return ExportArtifact("executorch", precision, path, self.runtime, self.tolerances[precision],
                               [path], info)

@@ -9,8 +9,23 @@ one exported batch at a time; token inputs must be padded to the exported length
 
 Inputs keep PyTorch's NCHW layout (``layout: "NCHW"``); an NHWC input
 (``litert_torch.to_channel_last_io``) is a planned option. The signature's inputs
-and outputs carry the task's names. Precisions plug into ``_CONVERTERS``; fp32
-now, fp16 and int8 (pt2e) come with the quantization work.
+and outputs carry the task's names.
+
+Precisions plug into ``_CONVERTERS``:
+
+- ``fp32``.
+- ``fp16``: fp16 weights (litert-torch's ``full_fp16_recipe``, run by
+  ai-edge-quantizer); the weights are dequantized to float32 at load and
+  computed in float32 (XNNPACK may compute in fp16 on devices that support it).
+- ``int8``: PT2E post-training quantization with litert-torch's
+  ``PT2EQuantizer`` (symmetric, per-channel int8 weights, int8 activations
+  calibrated on real inputs passed as ``calibration=``), converted in static
+  mode to a fully int8 flatbuffer. Its inputs and outputs are int8 with a scale
+  and zero point (``info["quantized_io"]``); the LiteRT runtime quantizes and
+  dequantizes them, an app must do the same.
+
+The artifact info reports delegation: how many of the file's ops the XNNPACK
+delegate takes over in the LiteRT runtime (:meth:`LiteRTRuntime.delegation`).
 """
 
 from __future__ import annotations
@@ -21,7 +36,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,23 +46,82 @@ from torch import nn
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
 from edgesmith.export.failures import export_error
 from edgesmith.export.pt2 import with_input_names
+from edgesmith.export.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.export.signature import NamedOutputs, plain_inputs, static_example
 from edgesmith.runtimes.base import require
 
+Sample = dict[str, torch.Tensor]
 
-def _convert_fp32(litert_torch: ModuleType, model: nn.Module, sample: dict[str, torch.Tensor]) -> Any:
+
+def _convert_fp32(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
     # Keyword samples make the signature's input names the task's input names; enable_x64
     # keeps int64 token ids int64 (the default downcasts model I/O to int32).
     return litert_torch.convert(model, sample_kwargs=sample, enable_x64=True)
 
 
-# precision -> converter; fp16 / int8 register here with their tolerances below.
-_CONVERTERS: dict[str, Callable[[ModuleType, nn.Module, dict[str, torch.Tensor]], Any]] = {
+def _convert_fp16(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
+    from litert_torch.generative.quantize import quant_recipes
+
+    return litert_torch.convert(model, sample_kwargs=sample, enable_x64=True,
+                                quant_config=quant_recipes.full_fp16_recipe())
+
+
+def _static_rows(sample: Sample) -> Callable[[tuple[torch.Tensor, ...]], list[Sample]]:
+    """Split a calibration batch into keyword inputs at ``sample``'s static shapes
+    (the exported batch; token inputs padded with 0 to the exported length)."""
+    names, n = list(sample), next(iter(sample.values())).shape[0]
+
+    def fit(batch: tuple[torch.Tensor, ...]) -> list[Sample]:
+        rows = []
+        for i in range(0, len(batch[0]) - n + 1, n):
+            row = {}
+            for name, t in zip(names, batch, strict=True):
+                t, want = t[i : i + n], sample[name].shape
+                if t.dim() == 2 and len(want) == 2 and t.shape[1] < want[1]:
+                    t = nn.functional.pad(t, (0, want[1] - t.shape[1]), value=0)
+                if t.shape != want:
+                    raise ExportError(f"tflite: calibration input '{name}' has shape {list(t.shape)} per row, "
+                                      f"the model is exported at {list(want)}; prepare it like example_inputs")
+                row[name] = t
+            rows.append(row)
+        return rows
+
+    return fit
+
+
+def _convert_int8(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    graph = torch.export.export(model, (), sample).module()
+    # Q/DQ pairs left unfolded: litert-torch's static mode fuses them into int8 kernels
+    graph = quantize_pt2e(graph, quantizer, batches, fit=_static_rows(sample), fold_quantize=False)
+    return litert_torch.convert(graph, sample_kwargs=sample, enable_x64=True,
+                                quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+# precision -> converter(litert_torch, model, keyword sample, calibration batches or None)
+_CONVERTERS: dict[str, Callable[[ModuleType, nn.Module, Sample, list | None], Any]] = {
     "fp32": _convert_fp32,
+    "fp16": _convert_fp16,
+    "int8": _convert_int8,
 }
+
+
+def _delegation(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """XNNPACK delegation and quantized I/O of the file in the LiteRT runtime."""
+    from edgesmith.runtimes.litert import LiteRTRuntime
+
+    try:
+        with LiteRTRuntime(path) as rt:
+            return rt.delegation(), rt.quantized_io
+    except Exception as e:  # noqa: BLE001 - a report: ai-edge-litert missing or the file refused
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}, {}
 
 
 @contextlib.contextmanager
@@ -79,23 +153,32 @@ class TfliteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
     runtime = "litert"
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999)}
+    # fp16 and int8 as for ONNX (export.quantize_onnx.TOLERANCES); for int8 the cosine is the gate
+    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999),
+                  "fp16": Tolerance(atol=2e-2, min_cosine=0.9999),
+                  "int8": Tolerance(atol=8.0, min_cosine=0.99)}
     static_batch = 1
 
-    def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
+    def export(self, model, example_inputs, task, out_dir: Path, config,
+               calibration: Iterable[tuple[torch.Tensor, ...]] | None = None) -> ExportArtifact:
         """Convert ``model`` at static shapes and write ``out_dir/model.tflite`` atomically.
 
+        Args:
+            calibration: int8 only: input tuples to calibrate activation ranges on.
+
         Raises:
-            ExportError: An unknown precision, or the conversion failed (one line
-                naming the op or model line and a format to try instead).
+            ExportError: An unknown precision, int8 without calibration inputs, or
+                the conversion failed (one line naming the op or model line and a
+                format to try instead).
             MissingExtraError: litert-torch is not installed.
         """
         litert_torch = require("litert_torch", "tflite", "the tflite exporter")
-        precision = getattr(config, "precision", "fp32")
+        precision = precision_of(config, self.name)
         convert = _CONVERTERS.get(precision)
         if convert is None or precision not in self.tolerances:
             raise ExportError(f"tflite: precision '{precision}' is not supported yet; "
                               f"choose one of: {', '.join(_CONVERTERS)}")
+        batches = calibration_batches(calibration, self.name) if precision == "int8" else None
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path, tmp = out_dir / "model.tflite", out_dir / ".model.tflite.tmp"
@@ -105,7 +188,8 @@ class TfliteExporter(Exporter):
         start = time.perf_counter()
         try:
             with _quiet(), torch.no_grad():
-                edge_model = convert(litert_torch, wrapped, dict(zip(task.input_names, sample, strict=True)))
+                edge_model = convert(litert_torch, wrapped, dict(zip(task.input_names, sample, strict=True)),
+                                     batches)
                 edge_model.export(str(tmp))
         except ExportError:
             raise
@@ -115,12 +199,19 @@ class TfliteExporter(Exporter):
         tmp.replace(path)
         seconds = time.perf_counter() - start
         static = {n: list(t.shape) for n, t in zip(task.input_names, sample, strict=True)}
+        delegation, quantized_io = _delegation(path)
         info = {
             "static_shapes": static,
             "layout": "NCHW" if getattr(task, "kind", "") == "classification" else None,
             "export_seconds": round(seconds, 2),
             "converter": f"litert-torch {getattr(litert_torch, '__version__', '?')}",
+            "delegation": delegation,
         }
+        if batches is not None:
+            info["quantization"] = {"quantizer": "litert-torch PT2EQuantizer",
+                                    "scheme": "symmetric per-channel int8, static",
+                                    "calibration_samples": sum(len(b[0]) for b in batches),
+                                    "quantized_io": quantized_io}
         atomic.write_json(out_dir / "export.json", {"format": "tflite", "precision": precision, **info})
         return ExportArtifact("tflite", precision, path, self.runtime, self.tolerances[precision],
                               [path], info)

@@ -27,7 +27,7 @@ from torch import nn
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
 from edgesmith.export.failures import export_error, first_line
 from edgesmith.export.signature import IO_KEY, example_spec, flat_outputs, plain_inputs
 
@@ -92,7 +92,7 @@ class TorchScriptLiteExporter(Exporter):
             ExportError: An unknown precision, or the model could not be captured
                 (one line naming the model line and what to do).
         """
-        precision = getattr(config, "precision", "fp32")
+        precision = precision_of(config, self.name)
         if precision not in self.tolerances:
             raise ExportError(f"torchscript-lite: precision '{precision}' is not supported yet; "
                               f"choose one of: {', '.join(self.tolerances)}")

@@ -16,10 +16,21 @@ that is a multiple of its exported batch: the runtime runs it one exported
 batch at a time and concatenates the outputs, which holds for models whose
 samples are independent (every inference model edgesmith exports). Any other
 shape mismatch is one error line.
+
+Quantized inputs and outputs: a fully int8 file (edgesmith's ``int8`` TFLite
+export) takes int8 tensors with a scale and zero point. Such an input is
+declared ``float32`` here and quantized on the way in; such an output is
+dequantized to float32 on the way out, so the file runs like its float parent
+(``quantized_io`` lists the parameters an app must apply itself).
+
+Delegation: :meth:`LiteRTRuntime.delegation` counts the model's nodes that the
+XNNPACK delegate (applied when the Interpreter is created) took over, from the
+delegate nodes the interpreter added and the subgraph each one replaced.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -40,9 +51,51 @@ def _signature_names(interpreter: Any) -> tuple[dict[int, str], dict[int, str]]:
     return ins, outs
 
 
+def _quantized(detail: dict) -> bool:
+    """An integer tensor with a scale: int8/uint8 activations, not token ids."""
+    scale, _ = detail.get("quantization", (0.0, 0))
+    return scale != 0 and np.dtype(detail["dtype"]).kind in "iu"
+
+
 def _spec(detail: dict, names: dict[int, str]) -> TensorSpec:
     shape = [None if int(d) < 0 else int(d) for d in detail.get("shape_signature", detail["shape"])]
-    return TensorSpec(names.get(detail["index"], detail["name"]), shape, np.dtype(detail["dtype"]).name)
+    dtype = "float32" if _quantized(detail) else np.dtype(detail["dtype"]).name
+    return TensorSpec(names.get(detail["index"], detail["name"]), shape, dtype)
+
+
+def _quantize(a: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(a / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    return ((q.astype(np.float32) - zero) * np.float32(scale)).astype(np.float32)
+
+
+def delegated_nodes(ops: list[dict]) -> tuple[list[dict], list[set[int]]]:
+    """The original nodes of ``Interpreter._get_ops_details()`` and, per DELEGATE
+    node, the indices of the nodes it replaced: those producing its outputs, back
+    through every tensor that is not one of its inputs."""
+    nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in nodes for t in op["outputs"]}
+    by_index = {op["index"]: op for op in nodes}
+    parts = []
+    for op in ops:
+        if op["op_name"] != "DELEGATE":
+            continue
+        boundary, seen = {int(t) for t in op["inputs"]}, set()
+        stack = [int(t) for t in op["outputs"]]
+        while stack:
+            t = stack.pop()
+            n = producer.get(t)
+            if t in boundary or n is None or n in seen:
+                continue
+            seen.add(n)
+            stack.extend(int(i) for i in by_index[n]["inputs"] if int(i) >= 0)
+        parts.append(seen)
+    return nodes, parts
 
 
 class LiteRTRuntime(Runtime):
@@ -128,9 +181,36 @@ class LiteRTRuntime(Runtime):
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         for detail, a in zip(self._in_details, arrays, strict=True):
-            self.interpreter.set_tensor(detail["index"], a)
+            self.interpreter.set_tensor(detail["index"], _quantize(a, detail) if _quantized(detail) else a)
         self.interpreter.invoke()
-        return [self.interpreter.get_tensor(d["index"]) for d in self._out_details]
+        return [_dequantize(self.interpreter.get_tensor(d["index"]), d) if _quantized(d)
+                else self.interpreter.get_tensor(d["index"]) for d in self._out_details]
+
+    @property
+    def quantized_io(self) -> dict[str, dict[str, Any]]:
+        """``{name: {dtype, scale, zero_point}}`` of each int8/uint8 input and output."""
+        specs = zip(self._in_details + self._out_details, self._inputs + self._outputs, strict=True)
+        return {s.name: {"dtype": np.dtype(d["dtype"]).name, "scale": float(d["quantization"][0]),
+                         "zero_point": int(d["quantization"][1])} for d, s in specs if _quantized(d)}
+
+    def delegation(self) -> dict[str, Any]:
+        """Nodes run by the XNNPACK delegate vs by LiteRT's built-in kernels.
+
+        Returns:
+            ``backend``, ``delegate_partitions``, ``delegated_ops``, ``fallback_ops``,
+            ``total_ops``, ``coverage`` (delegated / total) and the op-name histograms
+            of both sides.
+        """
+        nodes, parts = delegated_nodes(self.interpreter._get_ops_details())
+        inside = set().union(*parts)
+        delegated = Counter(op["op_name"] for op in nodes if op["index"] in inside)
+        fallback = Counter(op["op_name"] for op in nodes if op["index"] not in inside)
+        total = len(nodes)
+        return {"backend": "TfLiteXNNPackDelegate", "delegate_partitions": len(parts),
+                "delegated_ops": len(inside), "fallback_ops": total - len(inside), "total_ops": total,
+                "coverage": round(len(inside) / total, 4) if total else None,
+                "fallback_op_histogram": dict(fallback.most_common()),
+                "delegated_op_histogram": dict(delegated.most_common())}
 
     def close(self) -> None:
         """Drop the interpreter so its memory can be freed."""

@@ -51,7 +51,7 @@ def run(tmp_path_factory, edgesmith_cache) -> SimpleNamespace:
     model = runner.reload()  # the final model, rebuilt from the run folder alone
     ctx = runner.ctx
     return SimpleNamespace(out=out, summary=summary, bundle=out / "bundle", model=model, task=ctx.task,
-                           raw=ctx.raw["eval"], data=ctx.tensors["eval"])
+                           raw=ctx.raw["eval"], data=ctx.tensors["eval"], precision=raw["export"]["precision"])
 
 
 @pytest.fixture
@@ -88,10 +88,15 @@ def test_run_writes_a_verified_bundle(run) -> None:
     assert m["source"]["recipe"] == "digits-quick" and len(m["source"]["recipe_sha256"]) == 64
     on_disk = sorted(p.relative_to(run.bundle).as_posix() for p in run.bundle.rglob("*") if p.is_file())
     assert sorted([MANIFEST, *(c["path"] for c in m["checksums"])]) == on_disk  # every file hashed
+    assert run.precision == {"tflite": "int8", "executorch": "int8"}  # digits-quick's export.precision
     for fmt, e in m["formats"].items():
-        assert e["precision"] == "fp32" and e["runtime"] in RUNTIMES
+        assert e["precision"] == run.precision.get(fmt, "fp32") and e["runtime"] in RUNTIMES
         assert e["parity"]["passed"] and e["bundle_parity"]["passed"], (fmt, e["bundle_parity"])
-        assert e["bundle_parity"]["agreement"] == 1.0 and e["bundle_parity"]["max_abs_diff"] <= 1e-4
+        if e["precision"] == "fp32":
+            assert e["bundle_parity"]["agreement"] == 1.0 and e["bundle_parity"]["max_abs_diff"] <= 1e-4
+        else:  # int8 through the bundle's own preprocessing (tflite: quantized I/O applied by the runtime)
+            # 64 samples: a near-tie flip costs 1.6 points (measured: 0.969, cosine 0.99993, max diff 2.9)
+            assert e["bundle_parity"]["agreement"] >= 0.95 and e["bundle_parity"]["cosine"] >= 0.999, e
     assert m["formats"]["tflite"]["static_shapes"] == {"pixel_values": [1, 1, 8, 8]}
     assert m["formats"]["executorch"]["max_batch"] == 64
 
@@ -160,9 +165,15 @@ def test_every_runtime_gives_the_same_predictions(run, fmt: str) -> None:
         np.testing.assert_allclose(b.predict(images[:3, 0]), out[:3], atol=1e-5)  # (N, H, W) greyscale
         np.testing.assert_allclose(b.predict(images[0].transpose(1, 2, 0)), out[:1], atol=1e-5)  # HWC
     diff = float(np.abs(out - ref).max())
-    print(f"\n{fmt:17s} on {runtime}: max |logit diff| vs PyTorch {diff:.2e} over {len(out)} held-out digits")
-    assert out.shape == (359, 10) and diff <= 1e-4
-    assert (out.argmax(1) == ref.argmax(1)).all()
+    agreement = float((out.argmax(1) == ref.argmax(1)).mean())
+    print(f"\n{fmt:17s} on {runtime}: max |logit diff| vs PyTorch {diff:.2e}, top-1 agreement {agreement:.4f} "
+          f"over {len(out)} held-out digits")
+    precision = run.precision.get(fmt, "fp32")
+    assert out.shape == (359, 10)
+    if precision == "fp32":
+        assert diff <= 1e-4 and agreement == 1.0
+    else:  # int8 (export.precision): within its tolerance, a few near-ties may flip
+        assert diff <= get_exporter(fmt).tolerances[precision].atol and agreement >= 0.97
 
 
 def test_inputs_that_do_not_fit_are_one_line(run) -> None:
