@@ -9,7 +9,7 @@ technique's config class with
   finished stage is reused on resume. A structural technique replays its
   structural change from ``info`` (e.g. kept channels, ranks).
 
-A stage with ``weights=False`` (``quantize``) passes the incoming model on
+A stage with ``weights=False`` (``quantize``, ``qat``) passes the incoming model on
 unchanged: it saves no ``model.safetensors``, its ``info`` carries its own
 ``metrics``, ``size_bytes`` and ``file`` (its artifact in the stage folder), its
 skeleton is the identity, and it must come after every stage that does change
@@ -27,6 +27,7 @@ import numpy as np
 from edgesmith.compress.distill import DistillConfig
 from edgesmith.compress.lowrank import LowRankConfig
 from edgesmith.compress.prune import PruneConfig
+from edgesmith.compress.qat import QatConfig
 from edgesmith.compress.sensitivity import SensitivityConfig
 from edgesmith.export.quantize_stage import QuantizeConfig
 from edgesmith.registry import Registry
@@ -258,3 +259,91 @@ def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
 
 STAGES.register("quantize")(StageSpec(QuantizeConfig, _run_quantize, lambda ctx, prev, cfg, info: prev,
                                       weights=False, passes_model_on=True))
+
+
+# ---------------------------------------------------------------------- qat
+
+def _run_qat(ctx, cfg: QatConfig, model, stage_dir):
+    from edgesmith.errors import StageError
+
+    index = next((i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg), None)
+    try:
+        return model, _in_stage(ctx, cfg, _qat, ctx, cfg, model, stage_dir)
+    except StageError as e:
+        raise StageError(f"stages[{index}] ({cfg.name or cfg.kind}): {str(e).removeprefix('qat: ')}") from None
+
+
+def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
+    """Export ``model`` to fp32 ONNX, fine-tune a fake-quantized copy with KD, export
+    the converted int8 model to ONNX QDQ and score both files in onnxruntime on the
+    eval split (and the probe) like the ``quantize`` stage."""
+    import copy
+    import shutil
+
+    import onnx
+    import torch
+
+    from edgesmith.compress.qat import qat
+    from edgesmith.errors import ExportError, StageError
+    from edgesmith.export import get_exporter
+    from edgesmith.export.pt2 import dynamic_shapes_for
+    from edgesmith.export.quantize_onnx import describe, sqnr_db
+    from edgesmith.pipeline.steps import example_inputs
+    from edgesmith.progress import log
+
+    task, name = ctx.task, cfg.name or cfg.kind
+    exporter = get_exporter("onnx")()
+    example = example_inputs(ctx)
+    fp32 = exporter.export(copy.deepcopy(model).cpu(), example, task, stage_dir / "fp32", ctx.recipe.export)
+    train, val = ctx.train_val(cfg.val_fraction)
+    converted, fit = qat(model, ctx.teacher, cfg, task, train, val, example,
+                         dynamic_shapes=dynamic_shapes_for(task, True), seed=ctx.recipe.seed)
+    try:
+        art = exporter.export(converted, example, task, stage_dir / "int8", ctx.recipe.export)
+    except ExportError as e:
+        raise StageError(f"qat: the int8 model did not export to ONNX: {e}") from None
+    out = stage_dir / "model.int8.onnx"
+    art.path.replace(out)
+    shutil.rmtree(stage_dir / "int8")
+
+    threads = max(1, torch.get_num_threads())
+    eval_feeds, eval_order = _feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"])
+    probe = (_feeds(task, ctx.probe[1]), task.length_order(ctx.probe[1])) if ctx.probe is not None else None
+
+    def score(path) -> tuple[dict, list]:
+        outs = _onnx_outputs(path, eval_feeds, eval_order, threads)
+        if not all(np.isfinite(o).all() for o in outs):
+            raise StageError(f"qat: {path.name} outputs NaN/inf on the eval split; lower lr or exclude the "
+                             "offending layers")
+        m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
+        if probe is not None:
+            m["accuracy"] = ctx.score_outputs(_onnx_outputs(path, *probe, threads)[0], name, model, "probe")
+        return m, outs
+
+    reference, ref_outs = score(fp32.path)
+    metrics, outs = score(out)
+    sqnr = {o: _finite(sqnr_db(r, q)) for o, r, q in zip(task.output_names, ref_outs, outs, strict=False)}
+    metric = "cosine_to_teacher" if task.kind == "embedding" else "accuracy"
+    drop = round(100.0 * (reference[metric] - metrics[metric]), 4)
+    metrics = {**metrics, "sqnr_db": next(iter(sqnr.values())), "cosine_to_fp32": _cosine(ref_outs[0], outs[0]),
+               f"fp32_{metric}": reference[metric], "drop_points": drop}
+    if metrics["sqnr_db"] is not None and metrics["sqnr_db"] < cfg.sqnr_floor:
+        raise StageError(f"qat: output SQNR {metrics['sqnr_db']} dB vs fp32 is below sqnr_floor "
+                         f"({cfg.sqnr_floor} dB); lower lr, exclude sensitive layers or lower sqnr_floor")
+    q = {**describe(onnx.load(str(out))), "precision": "int8", "per_channel": cfg.per_channel,
+         "size_bytes": out.stat().st_size, "fp32_size_bytes": fp32.size_bytes}
+    q["size_ratio"] = round(q["fp32_size_bytes"] / q["size_bytes"], 3)
+    log(f"  qat int8: {metric} {metrics[metric]:.4f} (fp32 {reference[metric]:.4f}, drop {drop:.2f} points), "
+        f"{q['size_bytes'] / 1e6:.3f} MB ({q['size_ratio']:.2f}x smaller), output SQNR {metrics['sqnr_db']} dB")
+    return {
+        "file": out.name, "fp32_file": f"fp32/{fp32.path.name}", "metrics": metrics, "size_bytes": q["size_bytes"],
+        "precision": "int8", "scheme": "int8", "fp32_size_bytes": q["fp32_size_bytes"],
+        "size_ratio": q["size_ratio"], "fp32_metrics": reference, "sqnr_per_output": sqnr, "budget_metric": metric,
+        "evaluated_on": "onnxruntime", "quantization": q,
+        "fit": {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "best_val": fit.best_score,
+                "history": fit.history, "seconds": round(fit.seconds, 2)},
+    }
+
+
+STAGES.register("qat")(StageSpec(QatConfig, _run_qat, lambda ctx, prev, cfg, info: prev,
+                                 weights=False, passes_model_on=True))

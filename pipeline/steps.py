@@ -97,12 +97,23 @@ def example_inputs(ctx, n: int = 2) -> tuple[torch.Tensor, ...]:
     return tuple(t.clone() for t in ctx.task.prepare(ctx.tensors["eval"].take(slice(0, n)).inputs))
 
 
+def calibration_inputs(ctx, n: int, batch_size: int = 16) -> list[tuple[torch.Tensor, ...]]:
+    """The first ``n`` calibration samples, prepared like :func:`example_inputs`, in batches."""
+    data = ctx.tensors["calibration"]
+    data = data.take(slice(0, min(n, len(data))))
+    return [tuple(t.clone() for t in ctx.task.prepare(b.inputs)) for b in data.batches(batch_size)]
+
+
 def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:
     from edgesmith.export import get_exporter
+    from edgesmith.export.base import CALIBRATION_SAMPLES, precision_of
 
     ctx, cfg = runner.ctx, runner.recipe.export
+    # only an int8 export calibrates (and only int8 exporters take the keyword)
+    extra = ({"calibration": calibration_inputs(ctx, CALIBRATION_SAMPLES)}
+             if precision_of(cfg, fmt) == "int8" else {})
     try:
-        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), ctx.task, out, cfg)
+        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), ctx.task, out, cfg, **extra)
     except ExportError as e:
         log(f"  [red]{fmt}: {e}[/red]")
         return {"format": fmt, "precision": None, "path": None, "size_bytes": None, "parity": None, "error": str(e)}
@@ -125,9 +136,9 @@ def _checked(runner, art, model, rel: str) -> dict:
 
 
 def quantized_onnx(runner) -> tuple[dict, dict] | None:
-    """``(step, info)`` of the run's last ``quantize`` stage (its file is the final
-    model's ONNX), or None."""
-    step = next((s for s in reversed(runner.steps) if s["kind"] == "quantize"), None)
+    """``(step, info)`` of the run's last ``quantize`` or ``qat`` stage (its file is
+    the final model's ONNX), or None."""
+    step = next((s for s in reversed(runner.steps) if s["kind"] in ("quantize", "qat")), None)
     if step is None:
         return None
     return step, json.loads((step["dir"] / "stage.json").read_text())

@@ -36,7 +36,7 @@ def test_every_stage_kind_runs_in_digits_quick():
 def test_prune_then_lowrank_shrink_the_student(run):
     out, summary = run
     stages = {s["name"]: s for s in summary["stages"]}
-    assert list(stages) == ["distill", "prune", "lowrank", "sensitivity", "quantize"]
+    assert list(stages) == ["distill", "prune", "lowrank", "sensitivity", "quantize", "qat"]
     assert stages["distill"]["params"] == 3682
     assert stages["prune"]["params"] == 1046  # widths 8/16/32 -> 4/8/16, output layer kept
     assert stages["lowrank"]["params"] == 1046 - 16 * 32 + 5 * (16 + 32)  # classifier.2 at rank 5
@@ -51,7 +51,7 @@ def test_prune_then_lowrank_shrink_the_student(run):
 def test_rerun_reuses_every_stage(run):
     out, summary = run
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}
-    assert len(mtimes) == 6
+    assert len(mtimes) == 7
     again = edgesmith.run("digits-quick", out, overrides=FAST)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == mtimes
     assert again["stages"] == summary["stages"]

@@ -60,7 +60,7 @@ def test_interrupted_run_resumes_with_identical_artifacts(reference, tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         edgesmith.run("digits-quick", out, overrides=FAST)
     finished = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert finished == ["00-teacher", "01-distill", "02-prune", "03-lowrank", "04-sensitivity", "05-quantize"]
+    assert finished == ["00-teacher", "01-distill", "02-prune", "03-lowrank", "04-sensitivity", "05-quantize", "06-qat"]
     assert not list(out.glob(".*tmp")), "no half-written stage folder is left behind"
     done = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}
 
