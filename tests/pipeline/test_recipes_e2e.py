@@ -89,28 +89,42 @@ def test_digits_quick(tmp_path, edgesmith_cache):
 def test_fashion_mnist_subset(tmp_path, edgesmith_cache):
     s = edgesmith.run("fashion-mnist", tmp_path / "run", overrides=[
         "data.splits.train=4000", "data.splits.eval=1000", "data.splits.calibration=64",
-        "teacher.train.epochs=3", "stages.distill.epochs=3", "benchmark.runtimes=[onnxruntime]", *QUICK_BENCH,
+        "teacher.train.epochs=3", "stages.distill.epochs=3", "stages.prune.epochs=1", "stages.lowrank.epochs=1",
+        "benchmark.runtimes=[onnxruntime]", *QUICK_BENCH,
     ])
     _check_summary_shape(s)
+    assert [x["kind"] for x in s["stages"]] == ["distill", "prune", "lowrank", "quantize"]
     t, st = s["teacher"]["metrics"], s["stages"][0]["metrics"]
     assert t["accuracy"] >= 0.80, t
     assert st["accuracy"] >= 0.75, st
     assert st["teacher_agreement"] >= 0.80, st
     assert s["stages"][0]["params"] * 5 <= s["teacher"]["params"]
-    q = s["stages"][1]["metrics"]
-    assert s["stages"][1]["kind"] == "quantize" and abs(q["accuracy"] - st["accuracy"]) <= 0.02, (q, st)
+    pruned, factorized = s["stages"][1], s["stages"][2]
+    assert pruned["params"] * 3 <= s["stages"][0]["params"]  # half the channels of every conv: ~1/4 the weights
+    assert factorized["params"] < pruned["params"] and factorized["metrics"]["accuracy"] >= st["accuracy"] - 0.05
+    q, final = s["stages"][3]["metrics"], factorized["metrics"]
+    assert abs(q["accuracy"] - final["accuracy"]) <= 0.02, (q, final)
     onnx = s["exports"][0]
     assert onnx["precision"] == "int8" and onnx["parity"]["passed"] and onnx["parity"]["agreement"] >= 0.95
+    mobile = {e["format"]: e for e in s["exports"][1:]}
+    assert {f: e["precision"] for f, e in mobile.items()} == {
+        "tflite": "int8", "executorch": "int8", "torchscript-lite": "fp32"}
+    assert all(e["parity"]["passed"] for e in mobile.values()), [e["parity"] for e in mobile.values()]
 
 
 @pytest.mark.slow
 def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     s = edgesmith.run("minilm-sentiment", tmp_path / "run", overrides=[
         "data.splits.train=300", "data.splits.eval=100", "data.splits.calibration=16",
-        "probe.train=300", "probe.test=300", "stages.distill.epochs=2",
-        "benchmark.runtimes=[onnxruntime]", "benchmark.eval_samples=100", *QUICK_BENCH,
+        "probe.train=300", "probe.test=300", "stages.distill.epochs=2", "stages.prune.epochs=1",
+        "stages.lowrank.epochs=1", "benchmark.runtimes=[onnxruntime]", "benchmark.eval_samples=100", *QUICK_BENCH,
     ])
     _check_summary_shape(s)
+    assert [x["kind"] for x in s["stages"]] == ["distill", "prune", "lowrank", "quantize"]
+    student, pruned, factorized = (x["params"] for x in s["stages"][:3])
+    # 3 layers x half of 1536 FFN neurons x (384 in + 384 out + 1 bias); then 30522 x 384 -> 30522 x 128 + 128 x 384
+    assert student - pruned == 3 * 768 * (384 + 384 + 1), (student, pruned)
+    assert pruned - factorized == 30522 * 384 - (30522 * 128 + 128 * 384), (pruned, factorized)
     t, st = s["teacher"]["metrics"], s["stages"][0]["metrics"]
     assert 0.6 <= t["accuracy"] <= 1.0, t  # sentiment probe on real movie snippets
     # 300 texts are far too few to reach the full recipe's cosine (0.73 on 8,000);
@@ -120,9 +134,11 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     assert st["cosine_to_teacher"] >= 0.50, st
     assert st["accuracy"] >= t["accuracy"] - 0.12, (st, t)
     assert s["stages"][0]["params"] < s["teacher"]["params"]
-    q = s["stages"][1]["metrics"]  # dynamic int8: cosine to the fp32 student's outputs, then to the teacher
-    assert s["stages"][1]["kind"] == "quantize" and q["cosine_to_fp32"] >= 0.99, q
-    assert q["drop_points"] <= 1.0 and abs(q["accuracy"] - st["accuracy"]) <= 0.03, (q, st)
+    final = s["stages"][2]["metrics"]
+    assert final["cosine_to_teacher"] >= st["cosine_to_teacher"] - 0.1, (final, st)
+    q = s["stages"][3]["metrics"]  # dynamic int8: cosine to the fp32 model's outputs, then to the teacher
+    assert q["cosine_to_fp32"] >= 0.99, q
+    assert q["drop_points"] <= 1.0 and abs(q["accuracy"] - final["accuracy"]) <= 0.03, (q, final)
     onnx = s["exports"][0]
     assert onnx["precision"] == "int8" and onnx["scheme"] == "int8-dynamic"
     assert onnx["parity"]["passed"] and onnx["parity"]["cosine"] >= 0.99
