@@ -148,9 +148,7 @@ def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
     on the eval split (and the probe) with the pipeline's own metrics."""
     import copy
 
-    import torch
-
-    from edgesmith.errors import RecipeError, StageError
+    from edgesmith.errors import RecipeError
     from edgesmith.export import get_exporter
     from edgesmith.export.quantize_onnx import MIN_CALIBRATION_SAMPLES, sqnr_db
     from edgesmith.export.quantize_stage import quantize_to_budget, stage_key
@@ -166,23 +164,14 @@ def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
     art = get_exporter("onnx")().export(copy.deepcopy(model).cpu(), example_inputs(ctx), task, stage_dir / "fp32",
                                         ctx.recipe.export)
     calibration = _feeds(task, calib.take(slice(0, n)), ordered=False)
-    threads = max(1, torch.get_num_threads())
-    eval_feeds, eval_order = _feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"])
-    probe_feeds = _feeds(task, ctx.probe[1]) if ctx.probe is not None else None
-    probe_order = task.length_order(ctx.probe[1]) if ctx.probe is not None else None
     metric = cfg.budget_metric or ("cosine_to_teacher" if task.kind == "embedding" else "accuracy")
     # a TensorRT-style file is judged by its Q/DQ math in float (onnxruntime's CPU s8 x s8 kernels saturate)
     on = cfg.onnx_config(MIN_CALIBRATION_SAMPLES).check_on
+    scorer = _onnx_scorer(ctx, name, model, "quantize", "keep the offending nodes in float (exclude) or use the "
+                          "fp16 preset")
 
     def score(path, optimize: bool = True) -> tuple[dict, list]:
-        outs = _onnx_outputs(path, eval_feeds, eval_order, threads, optimize)
-        if not all(np.isfinite(o).all() for o in outs):
-            raise StageError(f"quantize: {path.name} outputs NaN/inf on the eval split; keep the offending nodes "
-                             "in float (exclude) or use the fp16 preset")
-        m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
-        if probe_feeds is not None:
-            probe = _onnx_outputs(path, probe_feeds, probe_order, threads, optimize)[0]
-            m["accuracy"] = ctx.score_outputs(probe, name, model, "probe")
+        m, outs = scorer(path, optimize)
         if metric not in m:
             raise RecipeError("budget_metric", f"'{metric}' is not measured for this task; it measures "
                               f"{', '.join(sorted(m))}")
@@ -223,6 +212,30 @@ def _feeds(task, data, ordered: bool = True) -> list[dict]:
     data = data if order is None else data.take(order)
     return [{k: t.numpy() for k, t in zip(task.input_names, task.prepare(b.inputs), strict=True)}
             for b in data.batches(64)]
+
+
+def _onnx_scorer(ctx, name: str, model, kind: str, fix: str):
+    """``score(path, optimize=True) -> (metrics, outputs)``: an ONNX file's outputs on
+    the eval split scored with the pipeline's own metrics (encoders: the probe's
+    accuracy from its outputs on the probe texts); NaN/inf stops the stage, naming ``fix``."""
+    import torch
+
+    from edgesmith.errors import StageError
+
+    task, threads = ctx.task, max(1, torch.get_num_threads())
+    evals = (_feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"]))
+    probe = (_feeds(task, ctx.probe[1]), task.length_order(ctx.probe[1])) if ctx.probe is not None else None
+
+    def score(path, optimize: bool = True) -> tuple[dict, list]:
+        outs = _onnx_outputs(path, *evals, threads, optimize)
+        if not all(np.isfinite(o).all() for o in outs):
+            raise StageError(f"{kind}: {path.name} outputs NaN/inf on the eval split; {fix}")
+        m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
+        if probe is not None:
+            m["accuracy"] = ctx.score_outputs(_onnx_outputs(path, *probe, threads, optimize)[0], name, model, "probe")
+        return m, outs
+
+    return score
 
 
 def _onnx_outputs(path, feeds: list[dict], order, threads: int, optimize: bool = True) -> list[np.ndarray]:
@@ -281,7 +294,6 @@ def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
     import shutil
 
     import onnx
-    import torch
 
     from edgesmith.compress.qat import qat
     from edgesmith.errors import ExportError, StageError
@@ -306,20 +318,7 @@ def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
     art.path.replace(out)
     shutil.rmtree(stage_dir / "int8")
 
-    threads = max(1, torch.get_num_threads())
-    eval_feeds, eval_order = _feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"])
-    probe = (_feeds(task, ctx.probe[1]), task.length_order(ctx.probe[1])) if ctx.probe is not None else None
-
-    def score(path) -> tuple[dict, list]:
-        outs = _onnx_outputs(path, eval_feeds, eval_order, threads)
-        if not all(np.isfinite(o).all() for o in outs):
-            raise StageError(f"qat: {path.name} outputs NaN/inf on the eval split; lower lr or exclude the "
-                             "offending layers")
-        m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
-        if probe is not None:
-            m["accuracy"] = ctx.score_outputs(_onnx_outputs(path, *probe, threads)[0], name, model, "probe")
-        return m, outs
-
+    score = _onnx_scorer(ctx, name, model, "qat", "lower lr or exclude the offending layers")
     reference, ref_outs = score(fp32.path)
     metrics, outs = score(out)
     sqnr = {o: _finite(sqnr_db(r, q)) for o, r, q in zip(task.output_names, ref_outs, outs, strict=False)}

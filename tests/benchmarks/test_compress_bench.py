@@ -23,8 +23,16 @@ def test_digits_quick_keeps_its_own_stages_so_a_finished_run_is_reused():
     assert [s["epochs"] for s in quick["stages"]] == [raw["stages"][0]["epochs"], 1, 1]
 
 
-def test_fashion_mnist_gets_default_prune_and_lowrank():
-    out = chain(_raw("fashion-mnist"))
+def test_fashion_mnist_uses_its_own_prune_and_lowrank():
+    raw = _raw("fashion-mnist")
+    own = {s["kind"]: s for s in raw["stages"]}
+    assert chain(raw)["stages"][1:] == [own["prune"], own["lowrank"]]
+
+
+def test_a_recipe_without_them_gets_default_prune_and_lowrank():
+    raw = _raw("fashion-mnist")
+    raw["stages"] = [s for s in raw["stages"] if s["kind"] not in ("prune", "lowrank")]
+    out = chain(raw)
     assert out["stages"][1:] == [DEFAULT_PRUNE, DEFAULT_LOWRANK]
     recipe = load_recipe(out)  # the defaults are valid stages
     assert recipe.stage_configs[1].method == "structured" and recipe.stage_configs[2].include == ["classifier.2"]

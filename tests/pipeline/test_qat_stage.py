@@ -128,6 +128,7 @@ def test_recipe_errors_are_one_line_with_the_key_path(stage, message):
 
 def test_qat_must_come_last():
     raw = yaml.safe_load((RECIPES_DIR / "digits-quick.yaml").read_text())
+    raw["stages"] = [s for s in raw["stages"] if s["kind"] != "qat"]  # digits-quick ends with one
     raw["stages"].insert(1, {"kind": "qat"})
     with pytest.raises(RecipeError, match=r"^<recipe>: stages\[1\]\.kind: a 'qat' stage passes the model on "
                                           r"unchanged, so stages\[2\] \(prune\) after it"):
