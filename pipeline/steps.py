@@ -104,11 +104,17 @@ def calibration_inputs(ctx, n: int, batch_size: int = 16) -> list[tuple[torch.Te
     return [tuple(t.clone() for t in ctx.task.prepare(b.inputs)) for b in data.batches(batch_size)]
 
 
-def export_model(runner, model, fmt: str, out: Path, rel: str) -> dict:
+def export_model(runner, model, fmt: str, out: Path, rel: str, fp32: bool = False) -> dict:
+    """Export ``model`` to ``fmt`` with the recipe's export settings (``fp32``: ignore
+    ``export.precision``, as for the teacher and intermediate stages a benchmark measures)."""
+    import dataclasses
+
     from edgesmith.export import get_exporter
     from edgesmith.export.base import CALIBRATION_SAMPLES, precision_of
 
     ctx, cfg = runner.ctx, runner.recipe.export
+    if fp32:
+        cfg = dataclasses.replace(cfg, precision={})
     # only an int8 export calibrates (and only int8 exporters take the keyword)
     extra = ({"calibration": calibration_inputs(ctx, CALIBRATION_SAMPLES)}
              if precision_of(cfg, fmt) == "int8" else {})
@@ -243,7 +249,8 @@ def run_benchmark(runner, step, model, out: Path):
                 (path, precision), tmp_dir = files[fmt], None
             else:
                 tmp_dir = out / "models" / f"{name}-{fmt}"
-                entry = export_model(runner, m, fmt, tmp_dir, "")
+                # the final model's shipped files are measured as shipped; everything else in fp32
+                entry = export_model(runner, m, fmt, tmp_dir, "", fp32=name != final_name)
                 if entry.get("error"):
                     results.append(_failed(name, runtime, cfg, entry["error"]))
                     continue

@@ -28,7 +28,8 @@ def _check_summary_shape(summary: dict) -> None:
 
 @pytest.mark.slow
 def test_digits_quick(tmp_path, edgesmith_cache):
-    s = edgesmith.run("digits-quick", tmp_path / "run", overrides=[*QUICK_BENCH, "benchmark.stages=all"])
+    s = edgesmith.run("digits-quick", tmp_path / "run", overrides=[
+        *QUICK_BENCH, "benchmark.stages=all", "benchmark.runtimes=[torch,onnxruntime,litert]"])
     _check_summary_shape(s)
     teacher, (student, _, final, sens, quant, qat) = s["teacher"], s["stages"]
     assert [st["kind"] for st in s["stages"]] == ["distill", "prune", "lowrank", "sensitivity", "quantize", "qat"]
@@ -69,10 +70,16 @@ def test_digits_quick(tmp_path, edgesmith_cache):
     # every runtime scores the held-out split like PyTorch (fp32) or the qat stage (its int8 ONNX) does
     metrics = {st["name"]: st["metrics"] for st in [teacher, *s["stages"]]}
     for b in s["benchmarks"]:
+        if b["precision"] == "int8" and b["runtime"] != "onnxruntime":  # the pt2e int8 .tflite of the fp32 model
+            assert b["accuracy"] == pytest.approx(fp32_acc, abs=0.02), b
+            continue
         # int8: the shipped QAT file; fp32 rows of the quantizers (and their -fp32 parents): the fp32 model
         ref = qq if b["precision"] == "int8" else {"accuracy": fp32_acc} if b["model"] in ("quantize", "qat") \
             else metrics.get(b["model"], {"accuracy": fp32_acc})
         assert b["accuracy"] == pytest.approx(ref["accuracy"], abs=0.003), b
+    # the shipped int8 .tflite is measured as shipped; the teacher and the stages before are fp32 files
+    assert {b["model"]: b["precision"] for b in s["benchmarks"] if b["runtime"] == "litert"} == {
+        "teacher": "fp32", "distill": "fp32", "prune": "fp32", "lowrank": "fp32", "qat": "int8"}
     # benchmark.stages: all measures every weight-changing stage, each against the step before it
     order = ["teacher", "distill", "prune", "lowrank", "qat-fp32", "qat"]
     ort = [b for b in s["benchmarks"] if b["runtime"] == "onnxruntime"]
