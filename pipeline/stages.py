@@ -133,14 +133,21 @@ STAGES.register("sensitivity")(StageSpec(SensitivityConfig, _run_sensitivity, la
 
 # ----------------------------------------------------------------- quantize
 
-def _run_quantize(ctx, cfg: QuantizeConfig, model, stage_dir):
-    from edgesmith.errors import StageError
+def _file_stage(impl: Callable[..., dict]) -> Callable[..., Any]:
+    """The ``run`` of a stage that passes its model on and writes a file (``impl``
+    returns the info); its StageErrors name the stage's place in the recipe."""
 
-    index = next((i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg), None)
-    try:
-        return model, _in_stage(ctx, cfg, _quantize, ctx, cfg, model, stage_dir)
-    except StageError as e:
-        raise StageError(f"stages[{index}] ({cfg.name or cfg.kind}): {str(e).removeprefix('quantize: ')}") from None
+    def run(ctx, cfg, model, stage_dir):
+        from edgesmith.errors import StageError
+
+        index = next((i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg), None)
+        try:
+            return model, _in_stage(ctx, cfg, impl, ctx, cfg, model, stage_dir)
+        except StageError as e:
+            raise StageError(f"stages[{index}] ({cfg.name or cfg.kind}): "
+                             f"{str(e).removeprefix(f'{cfg.kind}: ')}") from None
+
+    return run
 
 
 def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
@@ -270,21 +277,11 @@ def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
 
 
-STAGES.register("quantize")(StageSpec(QuantizeConfig, _run_quantize, lambda ctx, prev, cfg, info: prev,
+STAGES.register("quantize")(StageSpec(QuantizeConfig, _file_stage(_quantize), lambda ctx, prev, cfg, info: prev,
                                       weights=False, passes_model_on=True))
 
 
 # ---------------------------------------------------------------------- qat
-
-def _run_qat(ctx, cfg: QatConfig, model, stage_dir):
-    from edgesmith.errors import StageError
-
-    index = next((i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg), None)
-    try:
-        return model, _in_stage(ctx, cfg, _qat, ctx, cfg, model, stage_dir)
-    except StageError as e:
-        raise StageError(f"stages[{index}] ({cfg.name or cfg.kind}): {str(e).removeprefix('qat: ')}") from None
-
 
 def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
     """Export ``model`` to fp32 ONNX, fine-tune a fake-quantized copy with KD, export
@@ -344,5 +341,5 @@ def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
     }
 
 
-STAGES.register("qat")(StageSpec(QatConfig, _run_qat, lambda ctx, prev, cfg, info: prev,
+STAGES.register("qat")(StageSpec(QatConfig, _file_stage(_qat), lambda ctx, prev, cfg, info: prev,
                                  weights=False, passes_model_on=True))
