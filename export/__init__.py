@@ -19,6 +19,11 @@ EXPORTERS.register("executorch")("edgesmith.export.executorch:ExecuTorchExporter
 EXPORTERS.register("torchscript-lite")("edgesmith.export.torchscript_lite:TorchScriptLiteExporter")
 EXPORTERS.register("tensorrt")("edgesmith.export.tensorrt:TensorRTExporter")
 
+# The format each runtime runs (the inverse of the exporters' ``runtime``, kept here so
+# that it is known without importing an exporter).
+FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2", "litert": "tflite", "executorch": "executorch",
+                      "torchscript-lite": "torchscript-lite", "tensorrt": "tensorrt"}
+
 
 def get_exporter(name: str):
     """The exporter class for a format name (imported on first use)."""

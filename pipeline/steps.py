@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from edgesmith.errors import EdgesmithError, ExportError, ParityError
+from edgesmith.export import FORMAT_FOR_RUNTIME
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.progress import log
 
@@ -214,8 +215,6 @@ def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
     return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}, on
 
 
-FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "torch": "pt2", "litert": "tflite", "executorch": "executorch",
-                      "torchscript-lite": "torchscript-lite", "tensorrt": "tensorrt"}
 
 
 def run_benchmark(runner, step, model, out: Path):
