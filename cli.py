@@ -276,17 +276,31 @@ def _raw_inputs(arg: str, manifest: dict):
 @click.option("--runtime", help="Runtime to run in (default: the first format that passed parity).")
 @click.option("--top-k", "top_k", default=3, show_default=True, help="Classes shown per input.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json: bool) -> None:
+@click.option("--telemetry", type=click.Path(path_type=Path), metavar="FILE.jsonl",
+              help="Append drift reports of this batch against the bundle's reference profile to FILE.")
+@click.option("--sample-rate", "sample_rate", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="With --telemetry: fraction of the inputs sampled.")
+@click.option("--window", type=click.IntRange(min=1), default=500, show_default=True,
+              help="With --telemetry: sampled inputs per report (the last, partial window is reported too).")
+def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json: bool, telemetry: Path | None,
+            sample_rate: float, window: int) -> None:
     """Run INPUT (an image, .npy/.npz, a text file or a quoted string) through BUNDLE."""
     import json
 
     import numpy as np
 
     from edgesmith.runtimes.bundle import load_bundle
+    from edgesmith.runtimes.telemetry import DriftMonitor
 
-    with load_bundle(bundle, runtime) as b:
+    monitor = DriftMonitor(sample_rate=sample_rate, window=window, sink=telemetry) if telemetry else None
+    with load_bundle(bundle, runtime, telemetry=monitor) as b:
         out = np.asarray(b.predict(_raw_inputs(input_, b.manifest)), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
+    if monitor is not None:
+        monitor.flush()
+        statuses = ", ".join(r["status"] for r in monitor.reports) or "none (nothing sampled)"
+        click.echo(f"telemetry: {len(monitor.reports)} drift report(s) appended to {telemetry}: {statuses}",
+                   err=True)
     rows = []
     for i, row in enumerate(out):
         if meaning == "logits":
@@ -316,6 +330,53 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
         for r in rows:
             t.add_row(str(r["input"]), f"{r['norm']:.4f}", str(r["dim"]), " ".join(f"{v:+.4f}" for v in r["first"]))
     _console().print(t)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("input_", metavar="INPUT")
+@click.option("--runtime", help="Runtime to run in (default: the first format that passed parity).")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift report as JSON instead of a table.")
+def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None:
+    """Compare all of INPUT (as for predict) with BUNDLE's reference profile: PSI per
+    statistic and a status (ok < 0.1 <= warn <= 0.25 < drift). Exits 0 on drift too."""
+    import json
+
+    from edgesmith.errors import DataError
+    from edgesmith.runtimes.bundle import load_bundle
+    from edgesmith.runtimes.telemetry import DriftMonitor
+
+    with load_bundle(bundle, runtime) as b:
+        DriftMonitor(sample_rate=0.0).attach(b)  # no reference profile: one line before any work
+        try:
+            raw = _raw_inputs(input_, b.manifest)
+        except EdgesmithError as e:  # an unreadable INPUT is a user mistake: exit 2
+            raise DataError(str(e)) from None
+        out = b.predict(raw)
+        monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
+        monitor.observe(raw, out)
+        report, used = monitor.reports[-1], f"{b.format} on {b.runtime.name}"
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from rich.table import Table
+
+    colour = {"ok": "green", "warn": "yellow", "drift": "red"}
+    c, w = report["config"], report["window"]
+    t = Table()
+    for col in ("statistic", "metric", "value", "status"):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    for st in report["statistics"]:
+        t.add_row(st["name"], st["metric"], f"{st['value']:.4f}", f"[{colour[st['status']]}]{st['status']}[/]")
+    console = _console()
+    console.print(f"{bundle} ({used}): {w['samples']} inputs vs the {w['reference_samples']} of its reference profile")
+    console.print(t)
+    metrics = {st["metric"] for st in report["statistics"]}
+    rules = {"psi": f"PSI ok < {c['psi_warn']} <= warn <= {c['psi_drift']} < drift",
+             "shift": f"mean shift in reference std: ok < {c['shift_warn']} <= warn <= {c['shift_drift']} < drift"}
+    console.print("; ".join(rules[m] for m in sorted(metrics)), style="dim")
+    console.print(f"status: [{colour.get(report['status'], 'white')}]{report['status']}[/]"
+                  + (f" (worst: {report['worst']})" if report["worst"] else ""))
 
 
 if __name__ == "__main__":

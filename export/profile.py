@@ -14,25 +14,16 @@ from typing import Any
 
 import numpy as np
 
-QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
-UNIT_BINS = np.linspace(0.0, 1.0, 11)  # pixel values and confidences: 10 equal bins over [0, 1]
+from edgesmith.runtimes.telemetry import (  # one binning for the profile and the monitor reading it
+    QUANTILES,
+    UNIT_BINS,
+    histogram,
+    softmax,
+    summary,
+    token_length_edges,
+)
 
-
-def summary(values: np.ndarray) -> dict[str, Any]:
-    """Mean, std and :data:`QUANTILES` of a 1-D array."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size == 0:
-        return {"count": 0}
-    q = np.quantile(v, QUANTILES)
-    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
-            "quantiles": {f"p{round(p * 100):02d}": float(x) for p, x in zip(QUANTILES, q, strict=True)}}
-
-
-def histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, list]:
-    """Fractions per bin (the last bin closed), with the bin edges."""
-    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
-    total = max(int(counts.sum()), 1)
-    return {"edges": [round(float(e), 6) for e in edges], "fractions": [round(int(c) / total, 6) for c in counts]}
+__all__ = ["QUANTILES", "UNIT_BINS", "histogram", "reference_profile", "summary"]
 
 
 def _image_inputs(bundle, raw: Any) -> dict:
@@ -45,15 +36,13 @@ def _image_inputs(bundle, raw: Any) -> dict:
 def _text_inputs(bundle, raw: Any) -> dict:
     lengths = bundle.preprocess.lengths(list(raw))
     max_length = bundle.preprocess.max_length
-    edges = [0] + [2**i for i in range(1, 16) if 2**i < max_length] + [max_length]
     return {"space": "tokens per text (special tokens included, truncated to max_length)",
-            "token_length": {**summary(lengths), "histogram": histogram(lengths, np.asarray(edges, float)),
+            "token_length": {**summary(lengths), "histogram": histogram(lengths, token_length_edges(max_length)),
                              "at_max_length": float(np.mean(lengths >= max_length)) if len(lengths) else 0.0}}
 
 
 def _classifier_outputs(out: np.ndarray, labels: list[str] | None, y: np.ndarray | None) -> dict:
-    z = out - out.max(1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    probs = softmax(out)
     pred, conf = probs.argmax(1), probs.max(1)
     k = out.shape[1]
     names = labels if labels and len(labels) == k else [str(i) for i in range(k)]

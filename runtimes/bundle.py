@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from edgesmith.atomic import sha256_file
 from edgesmith.errors import BundleError, EdgesmithError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    from edgesmith.runtimes.telemetry import DriftMonitor
 
 SCHEMA_VERSION = 1
 MANIFEST = "edgesmith.json"
@@ -200,6 +203,8 @@ class Bundle:
         format: The format being run (a key of ``manifest["formats"]``).
         runtime: The loaded :class:`~edgesmith.runtimes.Runtime`.
         labels: Class names, or None (embedding models, unlabelled data).
+        telemetry: The :class:`~edgesmith.runtimes.telemetry.DriftMonitor` sampling
+            ``predict`` calls, or None.
     """
 
     def __init__(self, path: Path, manifest: dict, fmt: str, runtime: Runtime):
@@ -210,6 +215,7 @@ class Bundle:
         self.preprocess = PREPROCESSING.get(spec["kind"])(spec, names, path, entry.get("static_shapes"))
         self.max_batch = entry.get("max_batch")
         self.labels: list[str] | None = manifest.get("labels")
+        self.telemetry: DriftMonitor | None = None
 
     @property
     def formats(self) -> list[str]:
@@ -228,7 +234,26 @@ class Bundle:
         n = len(next(iter(feeds.values())))
         step = self.max_batch or n or 1
         outs = [self.runtime.run({k: v[i : i + step] for k, v in feeds.items()})[0] for i in range(0, n, step)]
-        return np.concatenate(outs) if outs else np.empty((0,), np.float32)
+        result = np.concatenate(outs) if outs else np.empty((0,), np.float32)
+        if self.telemetry is not None:
+            self.telemetry.observe(raw_inputs, result)
+        return result
+
+    def monitor(self, telemetry: DriftMonitor | bool | str | os.PathLike = True, **settings: Any) -> DriftMonitor:
+        """Attach a drift monitor to ``predict`` (:mod:`edgesmith.runtimes.telemetry`).
+
+        Args:
+            telemetry: A ``DriftMonitor``, True (default settings, reports kept in
+                ``monitor.reports``) or a JSON-lines file to append reports to.
+            **settings: ``TelemetryConfig`` fields (``sample_rate``, ``window``, ...).
+
+        Raises:
+            BundleError: The manifest has no usable ``reference_profile``.
+        """
+        from edgesmith.runtimes.telemetry import make_monitor
+
+        self.telemetry = make_monitor(telemetry, **settings).attach(self)
+        return self.telemetry
 
     def close(self) -> None:
         self.runtime.close()
@@ -265,7 +290,7 @@ def _passed(entry: dict) -> bool:
 
 
 def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: int = 1,
-                device: str = "cpu") -> Bundle:
+                device: str = "cpu", telemetry: DriftMonitor | bool | str | os.PathLike | None = None) -> Bundle:
     """Verify a bundle folder and load one of its files.
 
     Args:
@@ -274,9 +299,12 @@ def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: in
             first format that passed parity.
         threads: Intra-op threads.
         device: ``"cpu"`` or ``"cuda"`` where the runtime supports it.
+        telemetry: Drift monitoring of ``predict`` (see :meth:`Bundle.monitor`): a
+            ``DriftMonitor``, True, or a JSON-lines report file; None/False: off.
 
     Raises:
-        BundleError: Tampered, missing or escaping files, or an unknown schema.
+        BundleError: Tampered, missing or escaping files, an unknown schema, or
+            telemetry asked of a bundle without a reference profile.
     """
     from edgesmith.runtimes import load
 
@@ -293,4 +321,11 @@ def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: in
         raise
     except EdgesmithError as e:
         raise BundleError(str(e)) from e
-    return Bundle(root, manifest, fmt, rt)
+    bundle = Bundle(root, manifest, fmt, rt)
+    if telemetry is not None and telemetry is not False:
+        try:
+            bundle.monitor(telemetry)
+        except BaseException:
+            bundle.close()
+            raise
+    return bundle
