@@ -35,6 +35,7 @@ class Candidate:
     output: str | int = 0  # the embeddings output (name or index)
     pool: bool = False  # masked-mean pool a [batch, seq, hidden] output
     notes: list[str] = field(default_factory=list)
+    tokenizer: Any = None  # the tokenizer its ids come from (None: the teacher's; a vocab stage prunes it)
 
 
 # ------------------------------------------------------------------ MiniLM models
@@ -192,8 +193,9 @@ def _ours(run_dir: Path, work: Path, tok: Any, texts: list[str]) -> list[Candida
 
     summary, files = run_files(run_dir)
     recipe = summary.get("recipe", run_dir.name)
+    tok = run_tokenizer(run_dir, tok)
     cands = [
-        Candidate(f"ours: student {label}", "ours", path, "onnxruntime", f"{recipe}: {path}")
+        Candidate(f"ours: student {label}", "ours", path, "onnxruntime", f"{recipe}: {path}", tokenizer=tok)
         for label, path in files
     ]
     if not any("int8" in label for label, _ in files):
@@ -223,6 +225,7 @@ def _ours(run_dir: Path, work: Path, tok: Any, texts: list[str]) -> list[Candida
                 out,
                 "onnxruntime",
                 f"{files[-1][1]} quantized here with preset x86-dynamic",
+                tokenizer=tok,
                 notes=[
                     "the run has no int8 file: its ONNX quantized by edgesmith's x86-dynamic "
                     "preset (the default recipe's quantize stage)"
@@ -233,6 +236,18 @@ def _ours(run_dir: Path, work: Path, tok: Any, texts: list[str]) -> list[Candida
 
 
 # --------------------------------------------------------------- measurements
+def run_tokenizer(run_dir: Path, teacher_tok: Any) -> Any:
+    """The tokenizer a run's files read: its bundle's, else the last stage folder's
+    ``tokenizer/`` (a vocab stage's pruned one), else the teacher's."""
+    folders = [run_dir / "bundle" / "tokenizer", *sorted(run_dir.glob("*/tokenizer"), reverse=True)]
+    found = next((f for f in folders if (f / "tokenizer_config.json").is_file()), None)
+    if found is None:
+        return teacher_tok
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(found), local_files_only=True)
+
+
 def embed(
     c: Candidate, tok: Any, texts: list[str], threads: int = 2, batch: int = 64
 ) -> np.ndarray:
@@ -324,7 +339,7 @@ def minilm(
         if c.runtime == "torch":
             e_tr, e_te = ref_tr, ref_te
         else:
-            e_tr, e_te = embed(c, tok, tr_x), embed(c, tok, te_x)
+            e_tr, e_te = embed(c, c.tokenizer or tok, tr_x), embed(c, c.tokenizer or tok, te_x)
         head = fit_probe_head(e_tr, train.y)
         rows.append(
             {

@@ -127,3 +127,37 @@ def _read_result(out: Path, proc: subprocess.CompletedProcess[str]) -> dict[str,
         else f"exited with status {proc.returncode}"
     )
     return {"error": f"benchmark worker {how}" + (f": {tail[-1].strip()}" if tail else "")}
+
+
+def quick_p50(
+    model_path: str | os.PathLike,
+    inputs: dict[str, np.ndarray],
+    runtime: str | None = None,
+    threads: int = 1,
+    seconds: float = 0.3,
+    warmup: int = 5,
+) -> float | None:
+    """A short in-process p50 in ms: for comparing closely related files one after
+    another (the ``quantize`` stage's fallback steps), not for reported benchmarks,
+    which :func:`measure` runs in a fresh process. None when the file does not run.
+
+    Times at least 20 runs and about ``seconds`` (at most 2,000 runs) after ``warmup``.
+    """
+    import statistics
+    import time
+
+    from edgesmith.runtimes import load
+
+    try:
+        with load(model_path, runtime, threads=threads) as rt:
+            for _ in range(warmup):
+                rt.run(inputs)
+            times: list[float] = []
+            start = time.perf_counter()
+            while len(times) < 2000 and (len(times) < 20 or time.perf_counter() - start < seconds):
+                t = time.perf_counter()
+                rt.run(inputs)
+                times.append(time.perf_counter() - t)
+    except Exception:  # noqa: BLE001 - each runtime raises its own error kinds
+        return None
+    return round(1000 * statistics.median(times), 4)

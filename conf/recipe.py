@@ -176,13 +176,21 @@ class ExportConfig(Config):
     """What to export. ``precision`` maps a format to ``fp32``, ``fp16`` or ``int8``
     (formats not named export fp32; int8 is calibrated on the calibration split);
     a format must support the precision (its exporter's ``tolerances``). TensorRT
-    has ``tensorrt_precision``; an int8 ONNX comes from a ``quantize`` stage."""
+    has ``tensorrt_precision``; an int8 ONNX comes from a ``quantize`` stage.
+    ``int8-dynamic`` (tflite, executorch): int8 weights, activations quantized at
+    run time, no calibration; for transformer encoders.
+
+    ``seq_len``: token models only: the sequence length a static-shape format
+    (tflite) is exported at and the bound of a bounded-dynamic one (executorch);
+    None: the longer of ``data.max_length`` and ``benchmark.seq_len``, so the
+    benchmark's inputs fit every file. Shorter inputs are padded to it."""
 
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     opset: int = field(default=18, metadata=between(13, 23))
     dynamic_batch: bool = True
-    precision: dict[str, Literal["fp32", "fp16", "int8"]] = field(default_factory=dict)
+    precision: dict[str, Literal["fp32", "fp16", "int8", "int8-dynamic"]] = field(default_factory=dict)
     tensorrt_precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    seq_len: int | None = field(default=None, metadata=between(1, 512))
     parity: ParityConfig = field(default_factory=ParityConfig)
 
     def validate(self) -> None:
@@ -269,14 +277,36 @@ class Recipe(Config):
             raise RecipeError(f"stages[{passing[0]}].kind", f"a '{kind}' stage passes the model on unchanged, so "
                               f"stages[{later[0]}] ({parsed[later[0]].kind}) after it would make its file stale; "
                               f"move '{kind}' to the end")
+        _check_vocab_order(parsed)
         if any(c.kind == "distill" for c in parsed) and self.student is None:
             raise RecipeError("student", "a 'distill' stage needs a student")
+        if self.export.seq_len is not None and self.export.seq_len < self.data.max_length:
+            raise RecipeError("export.seq_len", f"{self.export.seq_len} is shorter than data.max_length "
+                                                f"({self.data.max_length}), so tokenized inputs would not fit the "
+                                                f"exported files; raise it or leave it out")
         object.__setattr__(self, "stage_configs", parsed)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d["stages"] = [{"kind": c.kind, **c.to_dict()} for c in self.stage_configs]
         return d
+
+
+def _check_vocab_order(parsed: list) -> None:
+    """A stage that prunes the vocabulary changes the run's token ids, but the teacher
+    reads the original ones: every stage that runs the teacher (KD) comes before it."""
+    from edgesmith.pipeline.stages import STAGES
+
+    switches = [i for i, c in enumerate(parsed) if STAGES.get(c.kind).switches_tokenizer]
+    if len(switches) > 1:
+        raise RecipeError(f"stages[{switches[1]}].kind", f"stages[{switches[0]}] already prunes the vocabulary; "
+                                                         "prune it once")
+    late = [i for i, c in enumerate(parsed) if switches and i > switches[0] and STAGES.get(c.kind).feeds_teacher]
+    if late:
+        vocab, other = parsed[switches[0]], parsed[late[0]]
+        raise RecipeError(f"stages[{late[0]}].kind", f"'{other.name or other.kind}' runs the teacher on the run's "
+                          f"token ids, which the '{vocab.name or vocab.kind}' stage (stages[{switches[0]}]) before "
+                          f"it maps to a pruned vocabulary; move '{vocab.name or vocab.kind}' after it")
 
 
 # --------------------------------------------------------------------------- loading

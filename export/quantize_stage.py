@@ -10,7 +10,12 @@ tolerance) and the benchmark step measures.
 
 With ``accuracy_budget`` the stage ranks the quantized nodes by the noise each
 one adds (:func:`rank_by_added_noise`, from :func:`per_node_sqnr`) and keeps the
-worst in float one by one until the drop vs fp32 fits the budget.
+worst in float one by one until the drop vs fp32 fits the budget, measuring the
+onnxruntime CPU p50 (batch 1, 1 thread) after each step: a fallback's latency cost.
+
+``equalize``, ``bias_correction`` and ``smoothquant`` transform a copy of the fp32
+model before the export that is quantized (:mod:`edgesmith.compress.ptq`); the
+quantized file is still scored against the untransformed fp32 file.
 
 Example (a recipe's ``stages:`` entry)::
 
@@ -19,6 +24,9 @@ Example (a recipe's ``stages:`` entry)::
       method: percentile         # override the preset's calibration observer
       exclude: ["node_linear_1"] # ONNX node names or fnmatch patterns kept in float
       accuracy_budget: 1.0       # at most 1 point of accuracy lost vs fp32
+      equalize: true             # CNNs: cross-layer equalization (BatchNorm folded first)
+      bias_correction: true      # subtract the mean output shift of weight quantization
+      # smoothquant: 0.5         # transformers: SmoothQuant migration strength alpha
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ __all__ = ["QuantizeConfig", "quantize_to_budget", "rank_by_added_noise"]
 # OnnxQuantConfig field -> the stage's key, so that an error names what the recipe wrote.
 _STAGE_KEY = {"calibration": "method", "symmetric_activations": "symmetric", "exclude_nodes": "exclude",
               "include_nodes": "include", "min_sqnr_db": "sqnr_floor"}
-_STATIC_ONLY = ("method", "percentile", "symmetric")
+_STATIC_ONLY = ("method", "percentile", "symmetric", "float_op_outputs")
+_INT8_ONLY = ("equalize", "bias_correction", "smoothquant")
 
 
 @dataclasses.dataclass
@@ -75,6 +84,14 @@ class QuantizeConfig(StageConfig):
             eval split, in points (hundredths) of ``budget_metric``; None: no budget.
         budget_metric: ``accuracy`` or ``cosine_to_teacher``; None picks accuracy for
             classifiers and cosine to the teacher for embedding models.
+        float_op_outputs: Static int8: op types whose outputs get no Q/DQ (transformers:
+            ``[MatMul]``, whose outputs feed a float bias Add).
+        equalize: Cross-layer equalization of Conv/Linear pairs (CNNs; int8 only).
+        bias_correction: Empirical bias correction of the weight quantization error,
+            on the calibration split (int8 only).
+        smoothquant: SmoothQuant migration strength alpha in [0, 1] (transformers;
+            static or dynamic int8); None: off. It adds Mul nodes, so ``include`` /
+            ``exclude`` then name nodes of the stage's ``prepared/model.onnx``.
     """
 
     kind = "quantize"
@@ -92,11 +109,23 @@ class QuantizeConfig(StageConfig):
     sqnr_floor: float = 10.0
     accuracy_budget: float | None = field(default=None, metadata=at_least(0))
     budget_metric: Literal["accuracy", "cosine_to_teacher"] | None = None
+    float_op_outputs: list[str] | None = None
+    equalize: bool = False
+    bias_correction: bool = False
+    smoothquant: float | None = field(default=None, metadata=between(0, 1))
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
             raise RecipeError("preset", PRESETS.unknown_message(self.preset))
-        self.onnx_config(MIN_CALIBRATION_SAMPLES)
+        config = self.onnx_config(MIN_CALIBRATION_SAMPLES)
+        for key in _INT8_ONLY:
+            if getattr(self, key) not in (None, False) and config.precision == "fp16":
+                raise RecipeError(key, f"applies to int8 presets only; preset '{self.preset}' keeps float weights")
+
+    @property
+    def advanced(self) -> bool:
+        """Whether a transform of :mod:`edgesmith.compress.ptq` runs before the export."""
+        return self.equalize or self.bias_correction or self.smoothquant is not None
 
     def onnx_config(self, calibration_samples: int, exclude: list[str] | None = None) -> OnnxQuantConfig:
         """The preset's :class:`OnnxQuantConfig` with this stage's overrides applied."""
@@ -107,7 +136,7 @@ class QuantizeConfig(StageConfig):
         overrides: dict[str, Any] = {
             "calibration": self.method, "percentile": self.percentile, "per_channel": self.per_channel,
             "symmetric_activations": self.symmetric, "reduce_range": self.reduce_range,
-            "include_nodes": self.include, "op_types": self.op_types,
+            "include_nodes": self.include, "op_types": self.op_types, "float_op_outputs": self.float_op_outputs,
             "float_outputs": base.precision == "int8" if self.float_outputs is None else self.float_outputs,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -169,6 +198,7 @@ def quantize_to_budget(
     reference: dict[str, float],
     metric: str,
     log: Callable[[str], None] = lambda _: None,
+    latency: Callable[[Path], float | None] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``fp32_path`` into ``out_path``; with ``config.accuracy_budget``, keep
     the noisiest nodes in float one at a time until the drop fits.
@@ -182,11 +212,14 @@ def quantize_to_budget(
         reference: The fp32 file's scores (same keys).
         metric: The key of ``reference`` the budget applies to.
         log: Progress lines.
+        latency: With a budget: a file's p50 in ms (onnxruntime CPU, batch 1); each
+            step's file is measured, so each fallback's latency cost is reported.
 
     Returns:
         ``quantization`` (:func:`quantize_onnx`'s info for the kept file), ``metrics``,
         ``drop_points`` and ``budget`` (None without one, else the metric, the
-        budget, ``float_nodes`` kept in float and one entry per step).
+        budget, ``float_nodes`` kept in float, ``fp32_p50_ms`` and one entry per
+        step, with ``p50_ms`` and ``p50_delta_ms`` vs the step before when ``latency``).
 
     Raises:
         RecipeError: (key ``accuracy_budget``) when even every ranked node kept in
@@ -203,6 +236,10 @@ def quantize_to_budget(
     if budget is None:
         return {"quantization": info, "metrics": metrics, "drop_points": drop, "budget": None}
     steps = [{"float_node": None, "drop_points": drop, metric: metrics[metric], "sqnr_db": metrics.get("sqnr_db")}]
+    fp32_p50 = None
+    if latency is not None:
+        fp32_p50, steps[0]["p50_ms"] = latency(Path(fp32_path)), latency(Path(out_path))
+        log(f"  p50 (onnxruntime, batch 1, 1 thread): fp32 {_ms(fp32_p50)}, all quantized {_ms(steps[0]['p50_ms'])}")
     kept: list[str] = []
     if drop > budget + 1e-9:
         import onnx
@@ -220,9 +257,17 @@ def quantize_to_budget(
             metrics = evaluate(Path(out_path))
             drop = _points(reference[metric] - metrics[metric])
             best = min(best, drop)
-            steps.append({"float_node": r["node"], "op_type": r["op_type"], "node_sqnr_db": r["sqnr_db"],
-                          "drop_points": drop, metric: metrics[metric], "sqnr_db": metrics.get("sqnr_db")})
-            log(f"  kept {r['node']} ({r['op_type']}) in float: drop {drop:.2f} points")
+            step = {"float_node": r["node"], "op_type": r["op_type"], "node_sqnr_db": r["sqnr_db"],
+                    "drop_points": drop, metric: metrics[metric], "sqnr_db": metrics.get("sqnr_db")}
+            cost = ""
+            if latency is not None:
+                step["p50_ms"] = latency(Path(out_path))
+                before = steps[-1].get("p50_ms")
+                step["p50_delta_ms"] = None if None in (before, step["p50_ms"]) else round(step["p50_ms"] - before, 4)
+                cost = f", p50 {_ms(step['p50_ms'])}" + (
+                    f" ({step['p50_delta_ms']:+.4f} ms)" if step["p50_delta_ms"] is not None else "")
+            steps.append(step)
+            log(f"  kept {r['node']} ({r['op_type']}) in float: drop {drop:.2f} points{cost}")
             if drop <= budget + 1e-9:
                 break
         else:
@@ -230,8 +275,13 @@ def quantize_to_budget(
                               f"{best:.2f} points, with all {len(ranking)} quantized compute nodes tried in "
                               "float one by one; raise the budget or try another preset or method")
     return {"quantization": info, "metrics": metrics, "drop_points": drop,
-            "budget": {"metric": metric, "points": budget, "float_nodes": kept, "steps": steps}}
+            "budget": {"metric": metric, "points": budget, "float_nodes": kept, "fp32_p50_ms": fp32_p50,
+                       "steps": steps}}
 
 
 def _points(delta: float) -> float:
     return round(100.0 * delta, 4)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f} ms"

@@ -1,14 +1,21 @@
 """Run-wide state shared by the stages: the recipe, the data (loaded once), the
-task, the teacher and its cached outputs, the probe."""
+task, the teacher and its cached outputs, the probe.
+
+A ``vocab`` stage switches the tokenizer (:meth:`RunContext.use_tokenizer`): from
+it on ``task``, ``tensors`` and ``probe`` use the pruned vocabulary, while the
+teacher and the stages before it are evaluated through :meth:`RunContext.view`,
+which keeps the original one."""
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgesmith.errors import EdgesmithError
 from edgesmith.models.tasks import (
     ClassificationTask,
     EmbeddingTask,
@@ -24,9 +31,47 @@ class RunContext:
         self.out = Path(out)
         self.device = device
         self.teacher: torch.nn.Module | None = None
+        self._before: RunContext | None = None  # the teacher's view, once a vocab stage switched tokenizers
+        self._before_names: set[str] = set()
+        self._switched_by: str | None = None
         self.tokenizer = None
         self._teacher_eval: torch.Tensor | None = None
         self._heads: dict[str, object] = {}
+
+    # ------------------------------------------------------------- tokenizer
+    @property
+    def tokenizer(self):
+        """The tokenizer texts are fed with: the teacher's, or from a ``vocab`` stage on,
+        its pruned one (``task``, ``tensors`` and ``probe`` follow it)."""
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        # the teacher step sets the tokenizer its model came with; when the teacher is
+        # rebuilt after a vocab stage switched (a benchmark reloading steps), it stays in the teacher's view
+        if self._before is None:
+            self._tokenizer = value
+
+    def use_tokenizer(self, tokenizer, stage: str) -> None:
+        """Feed texts through ``tokenizer`` from stage ``stage`` on (a vocab stage's pruned
+        one); the teacher and the stages before keep theirs (see :meth:`view`)."""
+        if self._switched_by not in (None, stage):
+            raise EdgesmithError(f"stage '{stage}': the vocabulary was already pruned by '{self._switched_by}'; "
+                                 "a recipe prunes it once")
+        if self._before is None:
+            names = ["teacher", *(c.name or c.kind for c in self.recipe.stage_configs)]
+            self.raw  # noqa: B018 - loaded once, shared with the teacher's view
+            self._before = copy.copy(self)  # keeps what it has cached, computes the rest with its tokenizer
+            self._before_names = set(names[: names.index(stage)])
+        if self._switched_by is None:
+            for k in ("task", "tensors", "probe"):
+                self.__dict__.pop(k, None)
+        self._switched_by, self._tokenizer = stage, tokenizer
+
+    def view(self, name: str) -> RunContext:
+        """The context whose tokenizer step ``name``'s model reads (``teacher`` or a stage
+        name): the original one for the teacher and the stages before a vocab stage."""
+        return self._before if self._before is not None and name in self._before_names else self
 
     # ------------------------------------------------------------------ data
     @cached_property
@@ -87,7 +132,8 @@ class RunContext:
 
     def teacher_eval_outputs(self) -> torch.Tensor:
         if self._teacher_eval is None:
-            self._teacher_eval = self.task.predict(self.teacher, self.tensors["eval"], device=self.device)
+            view = self.view("teacher")
+            self._teacher_eval = view.task.predict(self.teacher, view.tensors["eval"], device=self.device)
         return self._teacher_eval
 
     # ------------------------------------------------------------ evaluation
@@ -102,6 +148,8 @@ class RunContext:
 
     def evaluate(self, model: torch.nn.Module, name: str, is_teacher: bool = False) -> dict:
         """Quality on the held-out eval split (and the probe, if any)."""
+        if self.view(name) is not self:
+            return self.view(name).evaluate(model, name, is_teacher)
         outs = self.task.predict(model, self.tensors["eval"], device=self.device)
         teacher_outs = None if is_teacher else self.teacher_eval_outputs()
         metrics = self.task.metrics(outs, teacher_outs, self.tensors["eval"].labels)
@@ -111,6 +159,8 @@ class RunContext:
 
     def probe_head(self, model: torch.nn.Module, name: str):
         """The logistic-regression head on ``model``'s frozen embeddings."""
+        if self.view(name) is not self:
+            return self.view(name).probe_head(model, name)
         if name not in self._heads:
             tr = self.probe[0]
             emb = self.task.predict(model, tr, device=self.device).numpy()
@@ -118,6 +168,8 @@ class RunContext:
         return self._heads[name]
 
     def probe_metrics(self, model: torch.nn.Module, name: str) -> float:
+        if self.view(name) is not self:
+            return self.view(name).probe_metrics(model, name)
         tr, te = self.probe
         head = self.probe_head(model, name)
         emb = self.task.predict(model, te, device=self.device).numpy()

