@@ -38,8 +38,10 @@ def quantize_pt2e(module: torch.fx.GraphModule, quantizer, batches: list[tuple[t
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    prepared = prepare_pt2e(module, quantizer)
-    move_exported_model_to_eval(prepared)
+    # eval form first: the rewrite replaces dropout nodes, and a quantizer annotation that
+    # names a replaced node as its input loses its choose_qparams (dynamic int8 then fails)
+    # (once: each call replaces the dropout nodes again)
+    prepared = prepare_pt2e(move_exported_model_to_eval(module), quantizer)
     with torch.no_grad():
         for batch in batches:
             for inputs in fit(batch) if fit else [batch]:

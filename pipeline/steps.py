@@ -105,6 +105,20 @@ def calibration_inputs(ctx, n: int, batch_size: int = 16) -> list[tuple[torch.Te
     return [tuple(t.clone() for t in ctx.task.prepare(b.inputs)) for b in data.batches(batch_size)]
 
 
+def export_task(runner):
+    """The run's task as the exporters see it: for token models, ``max_length`` is the
+    sequence length static-shape files are exported at (``export.seq_len``, else the
+    longer of ``data.max_length`` and ``benchmark.seq_len``); inputs are truncated at
+    ``data.max_length`` as before and padded to it."""
+    import dataclasses
+
+    task, recipe = runner.ctx.task, runner.recipe
+    if getattr(task, "kind", None) != "embedding":
+        return task
+    length = recipe.export.seq_len or max(recipe.data.max_length, recipe.benchmark.seq_len or 0)
+    return task if length == task.max_length else dataclasses.replace(task, max_length=length)
+
+
 def export_model(runner, model, fmt: str, out: Path, rel: str, fp32: bool = False) -> dict:
     """Export ``model`` to ``fmt`` with the recipe's export settings (``fp32``: ignore
     ``export.precision``, as for the teacher and intermediate stages a benchmark measures)."""
@@ -120,7 +134,7 @@ def export_model(runner, model, fmt: str, out: Path, rel: str, fp32: bool = Fals
     extra = ({"calibration": calibration_inputs(ctx, CALIBRATION_SAMPLES)}
              if precision_of(cfg, fmt) == "int8" else {})
     try:
-        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), ctx.task, out, cfg, **extra)
+        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), export_task(runner), out, cfg, **extra)
     except ExportError as e:
         log(f"  [red]{fmt}: {e}[/red]")
         return {"format": fmt, "precision": None, "path": None, "size_bytes": None, "parity": None, "error": str(e)}
@@ -197,14 +211,27 @@ def _bench_inputs(ctx, batch: int, seq_len: int | None) -> dict[str, np.ndarray]
     idx = torch.arange(batch) % len(data)
     inputs = ctx.task.prepare(data.take(idx).inputs)
     if ctx.task.kind == "embedding":
-        seq = seq_len or ctx.recipe.data.max_length
-        ids, mask = inputs
-        pad = seq - ids.shape[1]
-        pad_id = getattr(ctx.tokenizer, "pad_token_id", 0) or 0
-        ids = torch.nn.functional.pad(ids, (0, pad), value=pad_id) if pad > 0 else ids[:, :seq]
-        mask = torch.nn.functional.pad(mask, (0, pad), value=0) if pad > 0 else mask[:, :seq]
-        inputs = (ids, mask)
+        inputs = _pad_tokens(ctx, *inputs, seq_len or ctx.recipe.data.max_length)
     return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}
+
+
+def _pad_tokens(ctx, ids: torch.Tensor, mask: torch.Tensor, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask padded (pad token, mask 0) or cut to ``seq``."""
+    pad = seq - ids.shape[1]
+    pad_id = getattr(ctx.tokenizer, "pad_token_id", 0) or 0
+    ids = torch.nn.functional.pad(ids, (0, pad), value=pad_id) if pad > 0 else ids[:, :seq]
+    mask = torch.nn.functional.pad(mask, (0, pad), value=0) if pad > 0 else mask[:, :seq]
+    return ids, mask
+
+
+def _fit_static(ctx, inputs: dict[str, np.ndarray], static: dict | None) -> dict[str, np.ndarray]:
+    """Eval inputs for a static-shape file (``static_shapes`` of its export): token
+    inputs padded to the exported sequence length; others as they are."""
+    if not static or ctx.task.kind != "embedding":
+        return inputs
+    seq = int(static[ctx.task.input_names[0]][1])
+    ids, mask = (torch.from_numpy(inputs[n]) for n in ctx.task.input_names)
+    return {n: t.numpy() for n, t in zip(ctx.task.input_names, _pad_tokens(ctx, ids, mask, seq), strict=True)}
 
 
 def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
@@ -233,10 +260,11 @@ def run_benchmark(runner, step, model, out: Path):
         fp32 = export_info.get("onnx", {}).get("fp32_path")  # a quantized ONNX: measure its fp32 parent too
         if fp32:
             candidates.append((f"{final_name}-fp32", model, {"onnx": (runner.out / fp32, "fp32")}, True, final_name))
-    inputs = _bench_inputs(ctx, cfg.batch, cfg.seq_len)
-    eval_inputs, on = _eval_inputs(ctx, cfg.eval_samples)
     results = []
     for name, m, files, only_files, head in candidates:
+        view = ctx.view(head)  # the teacher and the stages before a vocab stage read the original token ids
+        inputs = _bench_inputs(view, cfg.batch, cfg.seq_len)
+        eval_inputs, on = _eval_inputs(view, cfg.eval_samples)
         for runtime in cfg.runtimes:
             fmt = FORMAT_FOR_RUNTIME.get(runtime)
             if only_files and fmt not in files:
@@ -246,6 +274,7 @@ def run_benchmark(runner, step, model, out: Path):
                 continue
             if fmt in files:
                 (path, precision), tmp_dir = files[fmt], None
+                static = export_info.get(fmt, {}).get("static_shapes") if files is exported else None
             else:
                 tmp_dir = out / "models" / f"{name}-{fmt}"
                 # the final model's shipped files are measured as shipped; everything else in fp32
@@ -254,11 +283,12 @@ def run_benchmark(runner, step, model, out: Path):
                     results.append(_failed(name, runtime, cfg, entry["error"]))
                     continue
                 path, precision = tmp_dir / Path(entry["path"]).name, entry["precision"]
+                static = entry.get("static_shapes")
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
                 r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
                             iterations=cfg.iterations, min_seconds=cfg.min_seconds,
-                            eval_inputs=eval_inputs, eval_batch=64)
+                            eval_inputs=_fit_static(view, eval_inputs, static), eval_batch=64)
                 outputs = r.pop("eval_outputs", None)
                 acc = ctx.score_outputs(outputs, head, m, on) if outputs is not None else None
                 results.append({"target": target, "runtime": runtime, "model": name, "precision": precision,

@@ -254,7 +254,8 @@ def test_torchscript_lite_scripts_a_data_dependent_branch(cnn: SimpleNamespace, 
     assert not torch.allclose(traced(images[32:48]), model(images[32:48]))
 
 
-@pytest.mark.parametrize(("fmt", "supported"), [("tflite", "fp32, fp16, int8"), ("executorch", "fp32, int8"),
+@pytest.mark.parametrize(("fmt", "supported"), [("tflite", "fp32, fp16, int8, int8-dynamic"),
+                                               ("executorch", "fp32, int8, int8-dynamic"),
                                                ("torchscript-lite", "fp32")])
 def test_unsupported_precision_is_one_line(cnn: SimpleNamespace, fmt: str, supported: str, tmp_path: Path) -> None:
     config = SimpleNamespace(precision={fmt: "int3"}, dynamic_batch=True)
@@ -301,6 +302,29 @@ def test_low_precision_exports_pass_parity(exported, cnn: SimpleNamespace, fmt: 
         with load(art.path) as rt:
             assert [s.dtype for s in rt.inputs + rt.outputs] == ["float32", "float32"]
             assert rt.quantized_io == io
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "executorch"])
+def test_dynamic_int8_encoder_passes_parity(exported, bert: SimpleNamespace, fmt: str, tmp_path: Path) -> None:
+    """Transformer encoders ship in dynamic int8 (int8 weights, activations quantized at
+    run time, no calibration): within the int8 tolerance of PyTorch, smaller than fp32."""
+    config = ExportConfig(formats=[fmt], precision={fmt: "int8-dynamic"})
+    task = bert.tasks.get(fmt, bert.task)
+    example = tuple(t.clone() for t in task.prepare(bert.data.take(slice(0, 2)).inputs))
+    art = get_exporter(fmt)().export(bert.model, example, task, tmp_path, config)  # no calibration needed
+    assert art.precision == "int8-dynamic" and art.tolerance.min_cosine == 0.99
+    result = check_parity(art, bert.model, task, bert.data, samples=len(bert.data))
+    fp32, _ = exported(fmt, "bert")
+    print(f"\n{fmt} int8-dynamic bert: max_abs_diff {result['max_abs_diff']:.3g} cosine {result['cosine']:.6f} "
+          f"size {art.size_bytes} vs fp32 {fp32.size_bytes}")
+    assert result["passed"] and result["samples"] == 64 and result["cosine"] >= 0.995, result
+    assert art.size_bytes < fp32.size_bytes
+    if fmt == "executorch":  # XNNPACK's dynamically quantized fully-connected kernels
+        ops = art.info["delegation"]["delegated_op_histogram"]
+        assert ops.get("quantized_decomposed.choose_qparams.tensor", 0) + ops.get(
+            "quantized_decomposed.choose_qparams_affine.default", 0) + ops.get(
+            "torchao.choose_qparams_affine.default", 0) >= 1, ops
+        assert art.info["quantization"]["calibration_samples"] == 0
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "executorch"])

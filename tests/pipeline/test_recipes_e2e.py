@@ -124,14 +124,19 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     s = edgesmith.run("minilm-sentiment", tmp_path / "run", overrides=[
         "data.splits.train=300", "data.splits.eval=100", "data.splits.calibration=16",
         "probe.train=300", "probe.test=300", "stages.distill.epochs=2", "stages.prune.epochs=1",
-        "stages.lowrank.epochs=1", "benchmark.runtimes=[onnxruntime]", "benchmark.eval_samples=100", *QUICK_BENCH,
+        "stages.lowrank.epochs=1", "benchmark.runtimes=[onnxruntime,litert,executorch]",
+        "benchmark.eval_samples=100", *QUICK_BENCH,
     ])
     _check_summary_shape(s)
-    assert [x["kind"] for x in s["stages"]] == ["distill", "prune", "lowrank", "quantize"]
-    student, pruned, factorized = (x["params"] for x in s["stages"][:3])
+    assert [x["kind"] for x in s["stages"]] == ["distill", "prune", "lowrank", "vocab", "quantize"]
+    student, pruned, factorized, cut = (x["params"] for x in s["stages"][:4])
     # 3 layers x half of 1536 FFN neurons x (384 in + 384 out + 1 bias); then 30522 x 384 -> 30522 x 128 + 128 x 384
     assert student - pruned == 3 * 768 * (384 + 384 + 1), (student, pruned)
     assert pruned - factorized == 30522 * 384 - (30522 * 128 + 128 * 384), (pruned, factorized)
+    # the vocabulary of data.sources (eval split held out, min_count 2): rank-128 rows dropped, probe never used
+    vocab = json.loads((tmp_path / "run" / "04-vocab" / "stage.json").read_text())
+    assert factorized - cut == (30522 - vocab["vocab_after"]) * 128 and vocab["corpus"] == "sources", vocab
+    assert vocab["corpus_max_abs_diff"] <= 1e-6 and vocab["oov"]["probe"]["dropped_token_rate"] < 0.05, vocab
     t, st = s["teacher"]["metrics"], s["stages"][0]["metrics"]
     assert 0.6 <= t["accuracy"] <= 1.0, t  # sentiment probe on real movie snippets
     # 300 texts are far too few to reach the full recipe's cosine (0.73 on 8,000);
@@ -141,13 +146,25 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     assert st["cosine_to_teacher"] >= 0.50, st
     assert st["accuracy"] >= t["accuracy"] - 0.12, (st, t)
     assert s["stages"][0]["params"] < s["teacher"]["params"]
-    final = s["stages"][2]["metrics"]
+    final = s["stages"][3]["metrics"]
     assert final["cosine_to_teacher"] >= st["cosine_to_teacher"] - 0.1, (final, st)
-    q = s["stages"][3]["metrics"]  # dynamic int8: cosine to the fp32 model's outputs, then to the teacher
+    q = s["stages"][4]["metrics"]  # dynamic int8: cosine to the fp32 model's outputs, then to the teacher
     assert q["cosine_to_fp32"] >= 0.99, q
     assert q["drop_points"] <= 1.0 and abs(q["accuracy"] - final["accuracy"]) <= 0.03, (q, final)
     onnx = s["exports"][0]
     assert onnx["precision"] == "int8" and onnx["scheme"] == "int8-dynamic"
     assert onnx["parity"]["passed"] and onnx["parity"]["cosine"] >= 0.99
     assert onnx["size_bytes"] * 3 <= onnx["fp32_size_bytes"]  # int8 embedding tables and MatMul weights
-    assert all(b["seq_len"] == 128 for b in s["benchmarks"])
+    # the mobile formats: dynamic int8 (tflite, executorch) within their tolerance of PyTorch
+    mobile = {e["format"]: e for e in s["exports"][1:]}
+    assert {f: e["precision"] for f, e in mobile.items()} == {
+        "tflite": "int8-dynamic", "executorch": "int8-dynamic", "torchscript-lite": "fp32"}
+    assert all(e["parity"]["passed"] for e in mobile.values()), [e["parity"] for e in mobile.values()]
+    assert mobile["tflite"]["parity"]["cosine"] >= 0.99 and mobile["executorch"]["parity"]["cosine"] >= 0.99
+    # tflite is static-shape: exported at the benchmark's 128 tokens (data.max_length is 64), so every
+    # runtime is measured on the same inputs
+    assert mobile["tflite"]["static_shapes"] == {"input_ids": [1, 128], "attention_mask": [1, 128]}
+    assert mobile["executorch"]["dynamic_bounds"]["sequence"] == 128
+    assert mobile["tflite"]["size_bytes"] * 2.5 <= onnx["fp32_size_bytes"]
+    measured = {(b["runtime"], b["seq_len"]) for b in s["benchmarks"] if b.get("error") is None}
+    assert {("onnxruntime", 128), ("litert", 128), ("executorch", 128)} <= measured, s["benchmarks"]
