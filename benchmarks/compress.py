@@ -13,6 +13,10 @@ recovery. They run through the pipeline into ``runs/<recipe>-compress/`` (resuma
 the step folders of a finished ``runs/<recipe>/`` are copied in
 first, and reused when their content keys match (same recipe, same data).
 ``--quick``: one recovery epoch for prune and lowrank, shorter latency runs.
+``--unstructured 0.8``: also prune the distilled student to 80% unstructured
+sparsity (global L1 magnitude, gradual cubic schedule in 4 steps with KD
+recovery), in a branch from the distill step (``runs/<recipe>-compress-unstructured/``),
+and add it as a row; dense runtimes gain no speed from it, the gzip column shows the win.
 Results are written to ``runs/<recipe>-compress/compress-bench.json``.
 """
 
@@ -33,6 +37,8 @@ DEFAULT_PRUNE = {"kind": "prune", "method": "structured", "sparsity": 0.5, "epoc
 DEFAULT_LOWRANK = {"kind": "lowrank", "ratio": 0.5, "include": ["classifier.2"], "epochs": 2, "lr": 1e-3,
                    "batch_size": 128, "alpha": 0.5}
 REUSED_STEPS = ("00-teacher", "01-distill", "02-prune", "03-lowrank")
+UNSTRUCTURED = {"kind": "prune", "name": "unstructured", "method": "unstructured", "scope": "global",
+                "schedule_steps": 4, "epochs": 1, "lr": 1e-3, "batch_size": 128, "alpha": 0.5}
 
 
 def chain(raw: dict[str, Any], quick: bool = False) -> dict[str, Any]:
@@ -52,9 +58,17 @@ def chain(raw: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def _reuse(src: Path, dst: Path) -> list[str]:
+def unstructured_chain(raw: dict[str, Any], sparsity: float, quick: bool = False) -> dict[str, Any]:
+    """distill -> unstructured magnitude pruning to ``sparsity`` (the branch row)."""
+    out = chain(raw, quick)
+    prune = {**UNSTRUCTURED, "sparsity": sparsity, **({"schedule_steps": 2} if quick else {})}
+    out["stages"] = [out["stages"][0], prune]
+    return out
+
+
+def _reuse(src: Path, dst: Path, names: tuple[str, ...] = REUSED_STEPS) -> list[str]:
     copied = []
-    for name in REUSED_STEPS:
+    for name in names:
         if (src / name / "stage.json").exists() and not (dst / name).exists():
             dst.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src / name, dst / name)
@@ -62,8 +76,10 @@ def _reuse(src: Path, dst: Path) -> list[str]:
     return copied
 
 
-def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs")) -> dict[str, Any]:
+def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
+        unstructured: float | None = None) -> dict[str, Any]:
     """Run (or resume) the chain and measure every step's model; returns the results."""
+    import torch
     import yaml
 
     from edgesmith.benchmarks.fingerprint import fingerprint
@@ -75,20 +91,33 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs")) -> dict
     from edgesmith.pipeline.runner import Runner
     from edgesmith.pipeline.steps import example_inputs
 
-    raw = chain(yaml.safe_load(resolve_recipe_path(recipe).read_text()), quick)
+    recipe_raw = yaml.safe_load(resolve_recipe_path(recipe).read_text())
+    raw = chain(recipe_raw, quick)
     out = runs_dir / f"{raw['name']}-compress"
     reused = _reuse(runs_dir / raw["name"], out)
     runner = Runner(load_recipe(raw), out, "cpu")
     summary = runner.run()
-    ctx, rows = runner.ctx, []
+    steps = [(runner, step) for step in runner.steps]
     metrics = {s["name"]: s["metrics"] for s in [summary["teacher"], *summary["stages"]]}
+    if unstructured is not None:  # a branch from the distilled student, measured as one more row
+        branch_out = runs_dir / f"{raw['name']}-compress-unstructured"
+        _reuse(out, branch_out, REUSED_STEPS[:2])
+        branch = Runner(load_recipe(unstructured_chain(recipe_raw, unstructured, quick)), branch_out, "cpu")
+        branch_summary = branch.run()
+        steps.append((branch, branch.steps[-1]))
+        metrics["unstructured"] = branch_summary["stages"][-1]["metrics"]
+    ctx, rows = runner.ctx, []
     eval_set = ctx.tensors["eval"]
     eval_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, ctx.task.prepare(eval_set.inputs), strict=True)}
     bench_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, example_inputs(ctx, 1), strict=True)}
     iterations, min_seconds, repeats = (100, 0.5, 1) if quick else (300, 1.0, 3)
     model, paths = None, []
-    for step in runner.steps:
-        model = runner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
+    for owner, step in steps:
+        if owner is not runner:  # the branch's step builds on the distilled student
+            model = owner._reload(owner.steps[1], json.loads((owner.steps[1]["dir"] / "stage.json").read_text()),
+                                  owner._reload(owner.steps[0], json.loads(
+                                      (owner.steps[0]["dir"] / "stage.json").read_text()), None))
+        model = owner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
         m = copy.deepcopy(model).cpu().eval()
         art = get_exporter("onnx")().export(m, example_inputs(ctx), ctx.task, out / "onnx" / step["name"],
                                             runner.recipe.export)
@@ -101,7 +130,9 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs")) -> dict
         ort_acc = None
         if outputs is not None and eval_set.labels is not None:
             ort_acc = float((outputs.argmax(-1) == eval_set.labels.numpy()).mean())
-        rows.append({"step": step["name"], "params": count_params(m), "onnx_bytes": art.size_bytes,
+        nonzero = sum(int(torch.count_nonzero(p)) for p in m.parameters())
+        rows.append({"step": step["name"], "params": count_params(m), "nonzero_params": nonzero,
+                     "branch": owner is not runner, "onnx_bytes": art.size_bytes,
                      "gzip_bytes": len(gzip.compress(data, compresslevel=6, mtime=0)),
                      "flops": count_flops(m, tuple(t[:1] for t in example_inputs(ctx, 1))),
                      "p50_ms": statistics.median(p50s) if p50s else None, "p50_runs_ms": p50s,
@@ -115,7 +146,7 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs")) -> dict
             if again.get("latency_ms") and row["p50_runs_ms"]:
                 row["p50_runs_ms"].append(again["latency_ms"]["p50"])
                 row["p50_ms"] = statistics.median(row["p50_runs_ms"])
-    result = {"recipe": raw["name"], "quick": quick, "out": str(out), "reused": reused,
+    result = {"recipe": raw["name"], "quick": quick, "unstructured": unstructured, "out": str(out), "reused": reused,
               "protocol": "onnxruntime CPU, fp32 ONNX, batch 1, 1 thread, fresh process per model",
               "eval_samples": len(eval_set), "rows": rows, "notes": regressions(rows), "fingerprint": fingerprint()}
     (out / "compress-bench.json").write_text(json.dumps(result, indent=1))
@@ -127,6 +158,7 @@ def regressions(rows: list[dict[str, Any]]) -> list[str]:
     above the previous step's slowest) or its ONNX file bigger than the step before,
     said in one line each."""
     notes = []
+    rows = [r for r in rows if not r.get("branch")]
     for prev, row in zip(rows, rows[1:], strict=False):
         if row.get("p50_runs_ms") and prev.get("p50_runs_ms") and min(row["p50_runs_ms"]) > max(prev["p50_runs_ms"]):
             notes.append(f"{row['step']} is slower than {prev['step']}: p50 {row['p50_ms']:.3f} vs {prev['p50_ms']:.3f} ms")
@@ -140,7 +172,7 @@ def table(result: dict[str, Any]):
     from rich.table import Table
 
     t = Table(title=f"compression steps · {result['recipe']} · {result['protocol']}", title_justify="left")
-    for c in ("step", "params", "ONNX size", "gzip", "FLOPs", "p50", "accuracy", "agreement", "ORT acc"):
+    for c in ("step", "params", "nonzero", "ONNX size", "gzip", "FLOPs", "p50", "accuracy", "agreement", "ORT acc"):
         t.add_column(c, justify="left" if c == "step" else "right")
     base = result["rows"][0]
     for row in result["rows"]:
@@ -149,7 +181,11 @@ def table(result: dict[str, Any]):
         spread = f" [{min(runs):.3f}-{max(runs):.3f}]" if len(runs) > 1 else ""
         p50 = "-" if row["p50_ms"] is None else f"{row['p50_ms']:.3f} ms{spread}"
         ratio = "" if row is base else f" ({row['params'] / base['params']:.2f}x)"
-        t.add_row(row["step"], f"{row['params']:,}{ratio}", f"{row['onnx_bytes'] / 1e3:.1f} kB",
+        nonzero = row.get("nonzero_params")
+        name = f"{row['step']} (from distill)" if row.get("branch") else row["step"]
+        t.add_row(name, f"{row['params']:,}{ratio}",
+                  "-" if nonzero is None else f"{nonzero:,} ({1 - nonzero / row['params']:.0%} zero)",
+                  f"{row['onnx_bytes'] / 1e3:.1f} kB",
                   f"{row['gzip_bytes'] / 1e3:.1f} kB", f"{row['flops'] / 1e6:.3f} M", p50,
                   "-" if m.get("accuracy") is None else f"{100 * m['accuracy']:.2f}%",
                   "-" if m.get("teacher_agreement") is None else f"{100 * m['teacher_agreement']:.2f}%",
@@ -167,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="digits-quick", help="digits-quick or fashion-mnist (or any CNN recipe)")
     p.add_argument("--quick", action="store_true", help="one recovery epoch for prune / lowrank, shorter timing")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    p.add_argument("--unstructured", type=float, metavar="SPARSITY",
+                   help="also prune the distilled student to this unstructured sparsity (e.g. 0.8), as a branch row")
     args = p.parse_args(argv)
     from rich.console import Console
 
     from edgesmith.errors import EdgesmithError
 
     try:
-        result = run(args.recipe, args.quick, args.runs_dir)
+        result = run(args.recipe, args.quick, args.runs_dir, args.unstructured)
     except EdgesmithError as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)

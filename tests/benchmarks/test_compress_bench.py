@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import yaml
 
-from edgesmith.benchmarks.compress import DEFAULT_LOWRANK, DEFAULT_PRUNE, chain, table
+from edgesmith.benchmarks.compress import (
+    DEFAULT_LOWRANK,
+    DEFAULT_PRUNE,
+    chain,
+    regressions,
+    table,
+    unstructured_chain,
+)
 from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
 
 
@@ -43,4 +50,28 @@ def test_table_has_one_row_per_step():
              "p50_ms": 0.1, "metrics": {"accuracy": 0.9}, "onnxruntime_accuracy": 0.9}
             for s, p in (("teacher", 50000), ("distill", 4000), ("prune", 1000), ("lowrank", 900))]
     t = table({"recipe": "digits-quick", "protocol": "p", "eval_samples": 360, "rows": rows})
-    assert t.row_count == 4 and len(t.columns) == 9
+    assert t.row_count == 4 and len(t.columns) == 10
+    assert [c._cells for c in t.columns][2] == ["-"] * 4  # no nonzero count recorded
+
+
+def test_unstructured_branch_starts_from_the_distilled_student():
+    raw = _raw("fashion-mnist")
+    out = unstructured_chain(raw, 0.8)
+    assert [s["kind"] for s in out["stages"]] == ["distill", "prune"]
+    assert out["stages"][0] == chain(raw)["stages"][0]  # the same distill step: reused from the main chain
+    prune = load_recipe(out).stage_configs[1]
+    assert (prune.name, prune.method, prune.scope, prune.sparsity, prune.schedule_steps) == (
+        "unstructured", "unstructured", "global", 0.8, 4)
+    assert load_recipe(unstructured_chain(raw, 0.8, quick=True)).stage_configs[1].schedule_steps == 2
+
+
+def test_branch_row_is_not_compared_with_the_chain():
+    rows = [{"step": s, "params": p, "nonzero_params": nz, "branch": b, "onnx_bytes": 4 * p, "gzip_bytes": 3 * nz,
+             "flops": 10 * p, "p50_ms": 0.1, "p50_runs_ms": [0.1], "metrics": {"accuracy": 0.9},
+             "onnxruntime_accuracy": 0.9}
+            for s, p, nz, b in (("teacher", 50000, 50000, False), ("distill", 4000, 4000, False),
+                                ("unstructured", 4000, 800, True))]
+    assert regressions(rows) == []  # the branch's bigger file is not "bigger than the step before"
+    t = table({"recipe": "digits-quick", "protocol": "p", "eval_samples": 360, "rows": rows})
+    cells = [c._cells for c in t.columns]
+    assert cells[0][2] == "unstructured (from distill)" and cells[2][2] == "800 (80% zero)"
