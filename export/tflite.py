@@ -187,6 +187,8 @@ class TfliteExporter(Exporter):
                 format to try instead).
             MissingExtraError: litert-torch is not installed.
         """
+        # TensorFlow's C++ start-up notes (oneDNN, absl) would land in the run's log
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         litert_torch = require("litert_torch", "tflite", "the tflite exporter")
         precision = precision_of(config, self.name)
         convert = _CONVERTERS.get(precision)

@@ -396,3 +396,22 @@ def test_torchscript_lite_records_optimize_for_mobile(exported) -> None:
     assert art.info["method"] == "trace"
     note = art.info["optimize_for_mobile"]
     assert note == "applied" or (note.startswith("unavailable: ") and "XNNPACK" in note), note
+
+
+def test_onnx_encoder_attention_mask_fill_is_finite(exported) -> None:
+    """The encoder's additive mask fill (finfo.min, which sends onnxruntime's Softmax
+    down its slow underflow path on padded inputs) is set to MASK_FILL; parity holds."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgesmith.export.onnx import MASK_FILL
+
+    art, case = exported("onnx", "bert")
+    assert art.info["mask_fill_replaced"] == 1 and art.info["mask_fill"] == MASK_FILL
+    scalars = [float(numpy_helper.to_array(i).reshape(-1)[0]) for i in onnx.load(str(art.path)).graph.initializer
+               if i.data_type == onnx.TensorProto.FLOAT and numpy_helper.to_array(i).size == 1]
+    assert MASK_FILL in scalars and float(np.finfo(np.float32).min) not in scalars
+    result = check_parity(art, case.model, case.task, case.data, samples=len(case.data))
+    assert result["passed"] and result["max_abs_diff"] < 1e-5, result  # padded batches of real text
+    cnn_art, _ = exported("onnx", "cnn")
+    assert "mask_fill_replaced" not in cnn_art.info
