@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edgesmith import __version__
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import DataError, EdgesmithError
 
 
 def _quiet_libraries() -> None:
@@ -232,7 +232,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def _raw_inputs(arg: str, manifest: dict):
     """INPUT as the bundle's raw inputs: an image file, a .npy/.npz array, a text file
-    (one input per non-empty line) or, for a text bundle, the string itself."""
+    (one input per non-empty line) or, for a text bundle, the string itself; an
+    unreadable INPUT is a :class:`DataError` (a user mistake: exit 2)."""
     import numpy as np
 
     path = Path(arg)
@@ -240,13 +241,13 @@ def _raw_inputs(arg: str, manifest: dict):
     if not path.is_file():
         if text:
             return [arg]
-        raise EdgesmithError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
+        raise DataError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
         try:
             data = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise EdgesmithError(f"{path}: cannot read as a numpy array ({e})") from None
+            raise DataError(f"{path}: cannot read as a numpy array ({e})") from None
         if suffix == ".npz":
             data = data["x"] if "x" in data.files else data[data.files[0]]
         return [str(t) for t in data] if text else data
@@ -257,7 +258,7 @@ def _raw_inputs(arg: str, manifest: dict):
         try:
             img = Image.open(path).convert("L" if pre["channels"] == 1 else "RGB")
         except (OSError, UnidentifiedImageError) as e:
-            raise EdgesmithError(f"{path}: cannot read as an image ({e})") from None
+            raise DataError(f"{path}: cannot read as an image ({e})") from None
         h, w = pre["size"]
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BILINEAR)
@@ -265,9 +266,9 @@ def _raw_inputs(arg: str, manifest: dict):
     if text:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
         if not lines:
-            raise EdgesmithError(f"{path}: no text in it")
+            raise DataError(f"{path}: no text in it")
         return lines
-    raise EdgesmithError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")
+    raise DataError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")
 
 
 @main.command()
@@ -342,16 +343,12 @@ def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None
     statistic and a status (ok < 0.1 <= warn <= 0.25 < drift). Exits 0 on drift too."""
     import json
 
-    from edgesmith.errors import DataError
     from edgesmith.runtimes.bundle import load_bundle
     from edgesmith.runtimes.telemetry import DriftMonitor
 
     with load_bundle(bundle, runtime) as b:
         DriftMonitor(sample_rate=0.0).attach(b)  # no reference profile: one line before any work
-        try:
-            raw = _raw_inputs(input_, b.manifest)
-        except EdgesmithError as e:  # an unreadable INPUT is a user mistake: exit 2
-            raise DataError(str(e)) from None
+        raw = _raw_inputs(input_, b.manifest)  # an unreadable INPUT: DataError, exit 2
         out = b.predict(raw)
         monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
         monitor.observe(raw, out)

@@ -372,3 +372,12 @@ def test_load_bundle_import_is_lean() -> None:
             "print([m for m in ('torch', 'onnxruntime', 'onnx', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_predict_cli_unreadable_input_is_a_user_error(copy: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "x.npy"
+    bad.write_bytes(b"not numpy")
+    for arg, message in ((tmp_path / "missing.png", "no such file"), (bad, "cannot read as a numpy array")):
+        res = CliRunner().invoke(main, ["predict", str(copy), str(arg)])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.stderr.strip().startswith(f"error: {arg}: {message}") and "\n" not in res.stderr.strip()
