@@ -97,27 +97,20 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
     reused = _reuse(runs_dir / raw["name"], out)
     runner = Runner(load_recipe(raw), out, "cpu")
     summary = runner.run()
-    steps = [(runner, step) for step in runner.steps]
     metrics = {s["name"]: s["metrics"] for s in [summary["teacher"], *summary["stages"]]}
+    branch = None
     if unstructured is not None:  # a branch from the distilled student, measured as one more row
         branch_out = runs_dir / f"{raw['name']}-compress-unstructured"
         _reuse(out, branch_out, REUSED_STEPS[:2])
         branch = Runner(load_recipe(unstructured_chain(recipe_raw, unstructured, quick)), branch_out, "cpu")
-        branch_summary = branch.run()
-        steps.append((branch, branch.steps[-1]))
-        metrics["unstructured"] = branch_summary["stages"][-1]["metrics"]
+        metrics["unstructured"] = branch.run()["stages"][-1]["metrics"]
     ctx, rows = runner.ctx, []
     eval_set = ctx.tensors["eval"]
     eval_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, ctx.task.prepare(eval_set.inputs), strict=True)}
     bench_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, example_inputs(ctx, 1), strict=True)}
     iterations, min_seconds, repeats = (100, 0.5, 1) if quick else (300, 1.0, 3)
-    model, paths = None, []
-    for owner, step in steps:
-        if owner is not runner:  # the branch's step builds on the distilled student
-            model = owner._reload(owner.steps[1], json.loads((owner.steps[1]["dir"] / "stage.json").read_text()),
-                                  owner._reload(owner.steps[0], json.loads(
-                                      (owner.steps[0]["dir"] / "stage.json").read_text()), None))
-        model = owner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
+    paths = []
+    for is_branch, step, model in _measured(runner, branch):
         m = copy.deepcopy(model).cpu().eval()
         art = get_exporter("onnx")().export(m, example_inputs(ctx), ctx.task, out / "onnx" / step["name"],
                                             runner.recipe.export)
@@ -132,7 +125,7 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
             ort_acc = float((outputs.argmax(-1) == eval_set.labels.numpy()).mean())
         nonzero = sum(int(torch.count_nonzero(p)) for p in m.parameters())
         rows.append({"step": step["name"], "params": count_params(m), "nonzero_params": nonzero,
-                     "branch": owner is not runner, "onnx_bytes": art.size_bytes,
+                     "branch": is_branch, "onnx_bytes": art.size_bytes,
                      "gzip_bytes": len(gzip.compress(data, compresslevel=6, mtime=0)),
                      "flops": count_flops(m, tuple(t[:1] for t in example_inputs(ctx, 1))),
                      "p50_ms": statistics.median(p50s) if p50s else None, "p50_runs_ms": p50s,
@@ -151,6 +144,22 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
               "eval_samples": len(eval_set), "rows": rows, "notes": regressions(rows), "fingerprint": fingerprint()}
     (out / "compress-bench.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _chain_models(runner):
+    """``(step, model)`` along a finished run, each model rebuilt on the one before."""
+    model = None
+    for step in runner.steps:
+        model = runner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
+        yield step, model
+
+
+def _measured(runner, branch):
+    """``(is_branch, step, model)`` of every step of ``runner``, then the last step of
+    ``branch`` (rebuilt on its own teacher and distill steps), if any."""
+    yield from ((False, step, model) for step, model in _chain_models(runner))
+    if branch is not None:
+        yield from ((True, step, model) for step, model in _chain_models(branch) if step is branch.steps[-1])
 
 
 def regressions(rows: list[dict[str, Any]]) -> list[str]:

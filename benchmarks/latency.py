@@ -141,23 +141,16 @@ def quick_p50(
     another (the ``quantize`` stage's fallback steps), not for reported benchmarks,
     which :func:`measure` runs in a fresh process. None when the file does not run.
 
-    Times at least 20 runs and about ``seconds`` (at most 2,000 runs) after ``warmup``.
+    Times at least 20 runs and about ``seconds`` (at most 400 runs) after ``warmup``,
+    with the worker's timing loop (:func:`edgesmith.benchmarks.worker.time_runs`).
     """
-    import statistics
-    import time
-
+    from edgesmith.benchmarks.worker import time_runs
     from edgesmith.runtimes import load
 
     try:
         with load(model_path, runtime, threads=threads) as rt:
-            for _ in range(warmup):
-                rt.run(inputs)
-            times: list[float] = []
-            start = time.perf_counter()
-            while len(times) < 2000 and (len(times) < 20 or time.perf_counter() - start < seconds):
-                t = time.perf_counter()
-                rt.run(inputs)
-                times.append(time.perf_counter() - t)
+            rt.warmup(inputs, warmup)
+            times, _ = time_runs(rt, inputs, iterations=20, min_seconds=seconds)
     except Exception:  # noqa: BLE001 - each runtime raises its own error kinds
         return None
-    return round(1000 * statistics.median(times), 4)
+    return round(float(np.median(times)), 4)

@@ -142,7 +142,7 @@ def rebuild_factorized(model: nn.Module, report: dict[str, Any]) -> nn.Module:
     ``report`` (ranks per layer), for the factorized weights to be loaded into."""
     out = copy.deepcopy(model)
     for entry in report["layers"]:
-        _replace(out, entry["name"], _factored_shell(out.get_submodule(entry["name"]), entry["rank"]))
+        out.set_submodule(entry["name"], _factored_shell(out.get_submodule(entry["name"]), entry["rank"]))
     return out
 
 
@@ -190,7 +190,7 @@ def _factorize_layer(model: nn.Module, name: str, m: nn.Module, config: LowRankC
             second.weight.copy_(a.reshape(second.weight.shape))
             if m.bias is not None:
                 second.bias.copy_(m.bias)
-    _replace(model, name, new)
+    model.set_submodule(name, new)
     err = float(torch.linalg.matrix_norm(w - a @ b) / torch.linalg.matrix_norm(w).clamp(min=1e-30))
     return {"name": name, "type": type(m).__name__, "shape": list(m.weight.shape), "rank": r, "max_rank": min(rows, cols),
             "weights_before": dense, "weights_after": factored, "rel_error": err,
@@ -214,7 +214,3 @@ def _factored_shell(m: nn.Module, r: int) -> nn.Sequential:
                              nn.Linear(r, m.out_features, bias=m.bias is not None, **kw))
     raise RecipeError("op_types", f"cannot factorize a {type(m).__name__}")
 
-
-def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)

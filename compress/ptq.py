@@ -164,11 +164,6 @@ def _trace(model: nn.Module) -> torch.fx.GraphModule:
                           "a traceable CNN: remove equalize for this model") from None
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, module)
-
-
 def _fold_batchnorms(model: nn.Module, gm: torch.fx.GraphModule) -> list[str]:
     """Fold each BatchNorm whose input is a Conv/Linear output read by nothing else
     into that layer (running statistics); the BatchNorm becomes an Identity."""
@@ -192,7 +187,7 @@ def _fold_batchnorms(model: nn.Module, gm: torch.fx.GraphModule) -> list[str]:
             w, b = fuse_conv_bn_weights(layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps,
                                         bn.weight, bn.bias)
         layer.weight, layer.bias = nn.Parameter(w.detach()), nn.Parameter(b.detach())
-        _set(model, node.target, nn.Identity())
+        model.set_submodule(node.target, nn.Identity())
         folded.append(node.target)
     return folded
 
@@ -379,7 +374,7 @@ def smooth(model: nn.Module, calibration: Sequence[Batch], alpha: float = 0.5, *
         if chosen:
             inv = (1 / s).float()
             for name in g["layers"]:
-                _set(out, name, _smoothed(linears[name], s, inv))
+                out.set_submodule(name, _smoothed(linears[name], s, inv))
                 smoothed.append(name)
         report_groups.append({
             "layers": g["layers"], "input_from": g["input_from"], "smoothed": bool(chosen),

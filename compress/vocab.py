@@ -252,8 +252,7 @@ def vocab_shell(model: nn.Module, num_tokens: int, name: str | None = None,
     if isinstance(m, nn.Sequential):
         m[0] = new
     else:
-        parent, _, child = name.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, child, new)
+        out.set_submodule(name, new)
     for holder in (out, getattr(out, "encoder", None)):  # a HF model, or one wrapped by SentenceEncoder
         config = getattr(holder, "config", None)
         if hasattr(config, "vocab_size"):

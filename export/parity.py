@@ -20,7 +20,7 @@ def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64,
     ref_chunks, out_chunks = [], []
     with load(artifact.path, artifact.runtime, threads=1, device=artifact.info.get("device", "cpu")) as rt:
         for batch in subset.batches(batch_size):
-            inputs = _fit_static(task.prepare(batch.inputs), task, artifact.info.get("static_shapes"))
+            inputs = fit_static(task.prepare(batch.inputs), task, artifact.info.get("static_shapes"))
             with torch.inference_mode():
                 ref_chunks.append(model(*inputs).float().numpy())
             feed = {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
@@ -31,7 +31,7 @@ def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64,
     ref, out = np.concatenate(ref_chunks), np.concatenate(out_chunks)
     result = compare(ref, out, artifact)
     if not result["passed"] and artifact.runtime == "onnxruntime" and artifact.path.suffix == ".onnx":
-        locate(result, artifact, model, task, _fit_static(task.prepare(subset.inputs), task,
+        locate(result, artifact, model, task, fit_static(task.prepare(subset.inputs), task,
                                                            artifact.info.get("static_shapes")))
     return result
 
@@ -78,7 +78,7 @@ def failed(artifact: ExportArtifact | Tolerance, reason: str) -> dict:
             "passed": False, "reason": reason}
 
 
-def _fit_static(inputs: tuple, task, static: dict | None) -> tuple:
+def fit_static(inputs: tuple, task, static: dict | None) -> tuple:
     """Pad token inputs to a static-shape file's sequence length (pad id 0,
     mask 0: the masked positions change nothing), so PyTorch and the runtime see
     exactly the same tensors."""

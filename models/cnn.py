@@ -71,13 +71,8 @@ def adapt_torchvision(model: nn.Module, in_channels: int, small_input: bool) -> 
         if new.weight.shape[2:] == first.weight.shape[2:]:
             with torch.no_grad():
                 new.weight.copy_(first.weight.mean(1, keepdim=True).expand_as(new.weight))
-        _set_submodule(model, first_name, new)
+        model.set_submodule(first_name, new)
     if small_input and hasattr(model, "maxpool"):
         model.maxpool = nn.Identity()
     return model
 
-
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, module)

@@ -211,41 +211,34 @@ def _bench_inputs(ctx, batch: int, seq_len: int | None) -> dict[str, np.ndarray]
     idx = torch.arange(batch) % len(data)
     inputs = ctx.task.prepare(data.take(idx).inputs)
     if ctx.task.kind == "embedding":
-        inputs = _pad_tokens(ctx, *inputs, seq_len or ctx.recipe.data.max_length)
-    return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}
+        seq = seq_len or ctx.recipe.data.max_length
+        ids, mask = inputs
+        pad = seq - ids.shape[1]
+        pad_id = getattr(ctx.tokenizer, "pad_token_id", 0) or 0
+        ids = torch.nn.functional.pad(ids, (0, pad), value=pad_id) if pad > 0 else ids[:, :seq]
+        mask = torch.nn.functional.pad(mask, (0, pad), value=0) if pad > 0 else mask[:, :seq]
+        inputs = (ids, mask)
+    return _feed(ctx.task, inputs)
 
 
-def _pad_tokens(ctx, ids: torch.Tensor, mask: torch.Tensor, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and attention mask padded (pad token, mask 0) or cut to ``seq``."""
-    pad = seq - ids.shape[1]
-    pad_id = getattr(ctx.tokenizer, "pad_token_id", 0) or 0
-    ids = torch.nn.functional.pad(ids, (0, pad), value=pad_id) if pad > 0 else ids[:, :seq]
-    mask = torch.nn.functional.pad(mask, (0, pad), value=0) if pad > 0 else mask[:, :seq]
-    return ids, mask
-
-
-def _fit_static(ctx, inputs: dict[str, np.ndarray], static: dict | None) -> dict[str, np.ndarray]:
-    """Eval inputs for a static-shape file (``static_shapes`` of its export): token
-    inputs padded to the exported sequence length; others as they are."""
-    if not static or ctx.task.kind != "embedding":
-        return inputs
-    seq = int(static[ctx.task.input_names[0]][1])
-    ids, mask = (torch.from_numpy(inputs[n]) for n in ctx.task.input_names)
-    return {n: t.numpy() for n, t in zip(ctx.task.input_names, _pad_tokens(ctx, ids, mask, seq), strict=True)}
-
-
-def _eval_inputs(ctx, limit: int | None) -> tuple[dict[str, np.ndarray], str]:
+def _eval_inputs(ctx, limit: int | None) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The eval (or probe) split's inputs, prepared; a static-shape file gets them
+    padded to its shapes (:func:`~edgesmith.export.parity.fit_static`)."""
     data, on = (ctx.probe[1], "probe") if ctx.probe is not None else (ctx.tensors["eval"], "eval")
     if limit:
         data = data.take(slice(0, limit))
-    inputs = ctx.task.prepare(data.inputs)
-    return {n: t.numpy() for n, t in zip(ctx.task.input_names, inputs, strict=True)}, on
+    return ctx.task.prepare(data.inputs), on
+
+
+def _feed(task, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    return {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
 
 
 
 
 def run_benchmark(runner, step, model, out: Path):
     from edgesmith.benchmarks.latency import measure
+    from edgesmith.export.parity import fit_static
 
     ctx, cfg = runner.ctx, runner.recipe.benchmark
     final_name = runner.steps[-3]["name"] if len(runner.steps) > 3 else "teacher"
@@ -288,7 +281,8 @@ def run_benchmark(runner, step, model, out: Path):
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
                 r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
                             iterations=cfg.iterations, min_seconds=cfg.min_seconds,
-                            eval_inputs=_fit_static(view, eval_inputs, static), eval_batch=64)
+                            eval_inputs=_feed(view.task, fit_static(eval_inputs, view.task, static)),
+                            eval_batch=64)
                 outputs = r.pop("eval_outputs", None)
                 acc = ctx.score_outputs(outputs, head, m, on) if outputs is not None else None
                 results.append({"target": target, "runtime": runtime, "model": name, "precision": precision,
