@@ -227,50 +227,6 @@ def results(db: Path, import_path: Path | None, export_path: Path | None) -> Non
             _console().print(f"results written to {export_path}")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def _raw_inputs(arg: str, manifest: dict):
-    """INPUT as the bundle's raw inputs: an image file, a .npy/.npz array, a text file
-    (one input per non-empty line) or, for a text bundle, the string itself; an
-    unreadable INPUT is a :class:`DataError` (a user mistake: exit 2)."""
-    import numpy as np
-
-    path = Path(arg)
-    text = manifest["preprocessing"]["kind"] == "text"
-    if not path.is_file():
-        if text:
-            return [arg]
-        raise DataError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
-    suffix = path.suffix.lower()
-    if suffix in (".npy", ".npz"):
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read as a numpy array ({e})") from None
-        if suffix == ".npz":
-            data = data["x"] if "x" in data.files else data[data.files[0]]
-        return [str(t) for t in data] if text else data
-    if suffix in IMAGE_SUFFIXES and not text:
-        from PIL import Image, UnidentifiedImageError
-
-        pre = manifest["preprocessing"]
-        try:
-            img = Image.open(path).convert("L" if pre["channels"] == 1 else "RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"{path}: cannot read as an image ({e})") from None
-        h, w = pre["size"]
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
-    if text:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        if not lines:
-            raise DataError(f"{path}: no text in it")
-        return lines
-    raise DataError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")
-
-
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_", metavar="INPUT")
@@ -290,12 +246,12 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
 
     import numpy as np
 
-    from edgesmith.runtimes.bundle import load_bundle
-    from edgesmith.runtimes.telemetry import DriftMonitor
+    from edgesmith.bundle.loader import load_bundle, raw_inputs
+    from edgesmith.bundle.telemetry import DriftMonitor
 
     monitor = DriftMonitor(sample_rate=sample_rate, window=window, sink=telemetry) if telemetry else None
     with load_bundle(bundle, runtime, telemetry=monitor) as b:
-        out = np.asarray(b.predict(_raw_inputs(input_, b.manifest)), dtype=np.float64)
+        out = np.asarray(b.predict(raw_inputs(input_, b.manifest)), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
     if monitor is not None:
         monitor.flush()
@@ -343,12 +299,12 @@ def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None
     statistic and a status (ok < 0.1 <= warn <= 0.25 < drift). Exits 0 on drift too."""
     import json
 
-    from edgesmith.runtimes.bundle import load_bundle
-    from edgesmith.runtimes.telemetry import DriftMonitor
+    from edgesmith.bundle.loader import load_bundle, raw_inputs
+    from edgesmith.bundle.telemetry import DriftMonitor
 
     with load_bundle(bundle, runtime) as b:
         DriftMonitor(sample_rate=0.0).attach(b)  # no reference profile: one line before any work
-        raw = _raw_inputs(input_, b.manifest)  # an unreadable INPUT: DataError, exit 2
+        raw = raw_inputs(input_, b.manifest)  # an unreadable INPUT: DataError, exit 2
         out = b.predict(raw)
         monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
         monitor.observe(raw, out)

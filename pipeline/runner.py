@@ -115,7 +115,7 @@ class Runner:
                 step_impl.raise_on_failed_parity(self, info)
         if any(s["kind"] == "export" for s in self.steps):  # last: DIR/bundle/ from the exports
             from edgesmith.errors import BundleError
-            from edgesmith.export.bundle import write_bundle
+            from edgesmith.bundle.writer import write_bundle
 
             try:
                 self._bundle = write_bundle(self, model)

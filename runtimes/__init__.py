@@ -8,8 +8,8 @@ by the file's suffix::
     with load("model.onnx", threads=1) as rt:
         outputs = rt.run({"image": batch})
 
-A deployment bundle (model files + ``edgesmith.json``) loads with its preprocessing
-through ``load_bundle`` (:mod:`edgesmith.runtimes.bundle`).
+A deployment bundle (model files + ``edgesmith.json``, preprocessing, telemetry)
+is :mod:`edgesmith.bundle`, which stands on these runtimes.
 
 Importing this package stays lean: each runtime module imports its engine
 (onnxruntime, torch, ...) only when a model is loaded, so ``name in RUNTIMES``
@@ -31,7 +31,7 @@ from edgesmith.runtimes.tensorrt import TensorRTRuntime
 from edgesmith.runtimes.torch import TorchRuntime
 from edgesmith.runtimes.torchscript_lite import TorchScriptLiteRuntime
 
-__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "load_bundle", "runtime_for"]
+__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "load", "runtime_for"]
 
 RUNTIMES = Registry[type[Runtime]]("runtime")
 
@@ -94,11 +94,3 @@ def load(
     cls = RUNTIMES.get(runtime if runtime is not None else runtime_for(path))
     return cls(path, threads=threads, device=device)
 
-
-def __getattr__(name: str):
-    """``load_bundle`` and ``Bundle``, imported on first use."""
-    if name in ("load_bundle", "Bundle"):
-        from edgesmith.runtimes import bundle
-
-        return getattr(bundle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

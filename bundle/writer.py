@@ -27,7 +27,7 @@ from typing import Any
 from edgesmith import __version__, atomic
 from edgesmith.errors import BundleError, EdgesmithError, ParityError
 from edgesmith.progress import log
-from edgesmith.runtimes.bundle import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
+from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 
 OUTPUT_MEANINGS = {
     "classification": ("logits", "unnormalised class scores, one per label; softmax gives probabilities"),
@@ -49,7 +49,7 @@ def write_bundle(source: Any, model: Any = None, *, gate: bool | None = None) ->
             with PyTorch; None follows the recipe's ``export.parity.gate``.
 
     Example:
-        >>> from edgesmith.export.bundle import write_bundle
+        >>> from edgesmith.bundle.writer import write_bundle
         >>> write_bundle("runs/digits-quick")["manifest_sha256"]  # doctest: +SKIP
     """
     runner = source if hasattr(source, "ctx") else _runner_for(Path(source))
@@ -182,7 +182,7 @@ class _Builder:
         return Bundle(tmp, manifest, fmt, rt)
 
     def _profile(self, bundle: Bundle) -> dict:
-        from edgesmith.export.profile import reference_profile
+        from edgesmith.bundle.profile import reference_profile
 
         return reference_profile(bundle, self.ctx.raw["eval"], "eval", PROFILE_LIMIT)
 

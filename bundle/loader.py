@@ -3,7 +3,7 @@ the preprocessing the model was trained with, after every file's sha256 is check
 
 An app needs nothing but this module and a runtime::
 
-    from edgesmith.runtimes import load_bundle
+    from edgesmith.bundle import load_bundle
 
     with load_bundle("runs/digits-quick/bundle", runtime="onnxruntime") as bundle:
         logits = bundle.predict(images)  # uint8 (N, H, W) or floats in [0, 1]
@@ -25,83 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgesmith.atomic import sha256_file
-from edgesmith.errors import BundleError, EdgesmithError
+from edgesmith.bundle.manifest import MANIFEST, SCHEMA_VERSION, pick_format, read_manifest, safe_path, verify_file  # noqa: F401
+from edgesmith.errors import BundleError, DataError, EdgesmithError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime
 
 if TYPE_CHECKING:
-    from edgesmith.runtimes.telemetry import DriftMonitor
+    from edgesmith.bundle.telemetry import DriftMonitor
 
-SCHEMA_VERSION = 1
-MANIFEST = "edgesmith.json"
-
-
-# ----------------------------------------------------------------- manifest
-def safe_path(root: Path, rel: Any, manifest: Path) -> Path:
-    """``root / rel`` for a manifest path that stays inside ``root``, else BundleError."""
-    p = PurePosixPath(str(rel))
-    if not isinstance(rel, str) or not rel or p.is_absolute() or "\\" in rel or ".." in p.parts \
-            or (p.parts and ":" in p.parts[0]):
-        raise BundleError(f"{manifest}: file path {rel!r} leaves the bundle (absolute or '..'); refusing to load")
-    path = root.joinpath(*p.parts)
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise BundleError(f"{path}: a symlink out of the bundle (to {path.resolve()}); refusing to load")
-    return path
-
-
-def read_manifest(root: str | os.PathLike, verify: bool = True) -> dict:
-    """Parse ``root/edgesmith.json``, check its schema and paths and (``verify``) every
-    file's size and sha256.
-
-    Raises:
-        BundleError: Missing or malformed manifest, unknown schema version, a path
-            leaving the bundle, or a missing or changed file (one line, naming it).
-    """
-    root = Path(root)
-    path = root / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{path}: no bundle manifest here; build one with `edgesmith run`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from None
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if type(version) is not int or not 1 <= version <= SCHEMA_VERSION:
-        newer = type(version) is int and version > SCHEMA_VERSION
-        raise BundleError(
-            f"{path}: schema_version {version!r} is "
-            + (f"newer than this edgesmith reads ({SCHEMA_VERSION}); upgrade edgesmith" if newer
-               else f"unknown; this edgesmith reads schema_version 1 to {SCHEMA_VERSION}")
-        )
-    checksums = {c["path"]: c for c in manifest.get("checksums", [])}
-    for c in checksums.values():
-        safe_path(root, c["path"], path)
-    for fmt, entry in manifest.get("formats", {}).items():
-        for rel in [entry.get("path"), *entry.get("files", [])]:
-            safe_path(root, rel, path)
-            if rel not in checksums:
-                raise BundleError(f"{path}: {fmt} file {rel!r} has no sha256 in the manifest; refusing to load")
-    tokenizer = (manifest.get("preprocessing") or {}).get("tokenizer")
-    if tokenizer is not None:  # the tokenizer reads whatever its folder holds: all of it must be hashed
-        folder = safe_path(root, tokenizer, path)
-        for f in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if f.is_file() and f.relative_to(root).as_posix() not in checksums:
-                raise BundleError(f"{f}: not listed in {MANIFEST} (the tokenizer would read it); refusing to load")
-    if verify:
-        for c in checksums.values():
-            verify_file(root, c, path)
-    return manifest
-
-
-def verify_file(root: Path, entry: dict, manifest: Path) -> None:
-    """Check one ``checksums`` entry against the file on disk."""
-    f = safe_path(root, entry["path"], manifest)
-    if not f.is_file():
-        raise BundleError(f"{f}: missing from the bundle (listed in {MANIFEST}); rebuild it with `edgesmith run`")
-    if f.stat().st_size != entry.get("size") or sha256_file(f) != entry.get("sha256"):
-        raise BundleError(f"{f}: size or sha256 differs from {MANIFEST} (tampered with or corrupted); "
-                          "rebuild the bundle")
 
 
 # ------------------------------------------------------------ preprocessing
@@ -203,7 +134,7 @@ class Bundle:
         format: The format being run (a key of ``manifest["formats"]``).
         runtime: The loaded :class:`~edgesmith.runtimes.Runtime`.
         labels: Class names, or None (embedding models, unlabelled data).
-        telemetry: The :class:`~edgesmith.runtimes.telemetry.DriftMonitor` sampling
+        telemetry: The :class:`~edgesmith.bundle.telemetry.DriftMonitor` sampling
             ``predict`` calls, or None.
     """
 
@@ -240,7 +171,7 @@ class Bundle:
         return result
 
     def monitor(self, telemetry: DriftMonitor | bool | str | os.PathLike = True, **settings: Any) -> DriftMonitor:
-        """Attach a drift monitor to ``predict`` (:mod:`edgesmith.runtimes.telemetry`).
+        """Attach a drift monitor to ``predict`` (:mod:`edgesmith.bundle.telemetry`).
 
         Args:
             telemetry: A ``DriftMonitor``, True (default settings, reports kept in
@@ -250,7 +181,7 @@ class Bundle:
         Raises:
             BundleError: The manifest has no usable ``reference_profile``.
         """
-        from edgesmith.runtimes.telemetry import make_monitor
+        from edgesmith.bundle.telemetry import make_monitor
 
         self.telemetry = make_monitor(telemetry, **settings).attach(self)
         return self.telemetry
@@ -267,26 +198,6 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, format={self.format!r}, runtime={self.runtime.name!r})"
-
-
-def pick_format(manifest: dict, runtime: str | None, where: Path) -> str:
-    """The format to run: the first whose runtime is ``runtime``, or (None) the first
-    that passed both parity checks, else the first."""
-    formats = manifest.get("formats") or {}
-    if not formats:
-        raise BundleError(f"{where}: the bundle holds no model file")
-    if runtime is None:
-        ok = [f for f, e in formats.items() if _passed(e)]
-        return (ok or list(formats))[0]
-    for fmt, e in formats.items():
-        if e.get("runtime") == runtime:
-            return fmt
-    have = ", ".join(sorted({e.get("runtime", "?") for e in formats.values()}))
-    raise BundleError(f"{where}: no file for runtime '{runtime}' in this bundle; it has: {have}")
-
-
-def _passed(entry: dict) -> bool:
-    return all((entry.get(k) or {}).get("passed", False) for k in ("parity", "bundle_parity"))
 
 
 def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: int = 1,
@@ -329,3 +240,48 @@ def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: in
             bundle.close()
             raise
     return bundle
+
+
+# -------------------------------------------------------------- raw inputs
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def raw_inputs(arg: str, manifest: dict):
+    """INPUT as the bundle's raw inputs: an image file, a .npy/.npz array, a text file
+    (one input per non-empty line) or, for a text bundle, the string itself; an
+    unreadable INPUT is a :class:`DataError` (a user mistake: exit 2)."""
+    import numpy as np
+
+    path = Path(arg)
+    text = manifest["preprocessing"]["kind"] == "text"
+    if not path.is_file():
+        if text:
+            return [arg]
+        raise DataError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read as a numpy array ({e})") from None
+        if suffix == ".npz":
+            data = data["x"] if "x" in data.files else data[data.files[0]]
+        return [str(t) for t in data] if text else data
+    if suffix in IMAGE_SUFFIXES and not text:
+        from PIL import Image, UnidentifiedImageError
+
+        pre = manifest["preprocessing"]
+        try:
+            img = Image.open(path).convert("L" if pre["channels"] == 1 else "RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"{path}: cannot read as an image ({e})") from None
+        h, w = pre["size"]
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    if text:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if not lines:
+            raise DataError(f"{path}: no text in it")
+        return lines
+    raise DataError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")

@@ -27,12 +27,13 @@ from edgesmith.conf.recipe import ExportConfig, load_recipe, resolve_recipe_path
 from edgesmith.errors import BundleError, ParityError
 from edgesmith.export import get_exporter
 from edgesmith.export.base import ExportArtifact, Tolerance
-from edgesmith.export.bundle import write_bundle
+from edgesmith.bundle.writer import write_bundle
 from edgesmith.export.parity import check_bundle_parity, check_parity
 from edgesmith.models.tasks import ClassificationTask
 from edgesmith.pipeline.runner import Runner
-from edgesmith.runtimes import RUNTIMES, load_bundle
-from edgesmith.runtimes.bundle import MANIFEST
+from edgesmith.runtimes import RUNTIMES
+from edgesmith.bundle import load_bundle
+from edgesmith.bundle.loader import MANIFEST
 
 FORMATS = ["onnx", "pt2", "tflite", "executorch", "torchscript-lite"]
 
@@ -368,7 +369,7 @@ def test_predict_cli_refuses_a_tampered_bundle(copy: Path, tmp_path: Path) -> No
 
 
 def test_load_bundle_import_is_lean() -> None:
-    code = ("from edgesmith.runtimes import load_bundle; import sys; "
+    code = ("from edgesmith.bundle import load_bundle; import sys; "
             "print([m for m in ('torch', 'onnxruntime', 'onnx', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

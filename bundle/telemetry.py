@@ -1,7 +1,7 @@
 """Drift telemetry: watch a shipped model by comparing a sample of its live traffic
 with the ``reference_profile`` its bundle carries.
 
-A :class:`DriftMonitor` rides on a :class:`~edgesmith.runtimes.bundle.Bundle`. Each
+A :class:`DriftMonitor` rides on a :class:`~edgesmith.bundle.loader.Bundle`. Each
 ``predict`` call draws which of its items to sample (a seeded Bernoulli process,
 ``sample_rate``; an unsampled call costs a lock and an integer compare) and adds the
 sampled items' statistics to the current window: per-channel pixel histograms or
@@ -10,8 +10,8 @@ top-softmax-confidence histogram (classifiers) or the embedding norm (encoders).
 Every ``window`` sampled items it emits a drift report to a JSON-lines file and/or
 a callback. Reports hold only window aggregates, never an input::
 
-    from edgesmith.runtimes import load_bundle
-    from edgesmith.runtimes.telemetry import DriftMonitor
+    from edgesmith.bundle import load_bundle
+    from edgesmith.bundle.telemetry import DriftMonitor
 
     monitor = DriftMonitor(sample_rate=0.05, window=500, sink="drift.jsonl")
     with load_bundle("runs/digits-quick/bundle", telemetry=monitor) as bundle:
@@ -27,7 +27,7 @@ thresholds are sqrt(0.1) ~ 0.32 and 0.5. A report's status is its worst statisti
 
 The statistics helpers (:func:`summary`, :func:`histogram`, :func:`bin_index`,
 :func:`token_length_edges`, :func:`softmax`) are the ones
-:mod:`edgesmith.export.profile` writes the reference with, so both sides bin alike.
+:mod:`edgesmith.bundle.profile` writes the reference with, so both sides bin alike.
 """
 
 from __future__ import annotations

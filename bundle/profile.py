@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.runtimes.telemetry import (  # one binning for the profile and the monitor reading it
+from edgesmith.bundle.telemetry import (  # one binning for the profile and the monitor reading it
     QUANTILES,
     UNIT_BINS,
     histogram,
