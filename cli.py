@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edgesmith import __version__
-from edgesmith.errors import DataError, EdgesmithError
+from edgesmith.errors import EdgesmithError
 
 
 def _quiet_libraries() -> None:

@@ -89,7 +89,6 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
     from edgesmith.models import count_params
     from edgesmith.models.flops import count_flops
     from edgesmith.pipeline.runner import Runner
-    from edgesmith.pipeline.steps import example_inputs
 
     recipe_raw = yaml.safe_load(resolve_recipe_path(recipe).read_text())
     raw = chain(recipe_raw, quick)
@@ -107,12 +106,12 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
     ctx, rows = runner.ctx, []
     eval_set = ctx.tensors["eval"]
     eval_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, ctx.task.prepare(eval_set.inputs), strict=True)}
-    bench_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, example_inputs(ctx, 1), strict=True)}
+    bench_inputs = {n: t.numpy() for n, t in zip(ctx.task.input_names, ctx.example_inputs(1), strict=True)}
     iterations, min_seconds, repeats = (100, 0.5, 1) if quick else (300, 1.0, 3)
     paths = []
     for is_branch, step, model in _measured(runner, branch):
         m = copy.deepcopy(model).cpu().eval()
-        art = get_exporter("onnx")().export(m, example_inputs(ctx), ctx.task, out / "onnx" / step["name"],
+        art = get_exporter("onnx")().export(m, ctx.example_inputs(), ctx.task, out / "onnx" / step.name,
                                             runner.recipe.export)
         data = art.path.read_bytes()
         r = measure(art.path, "onnxruntime", bench_inputs, threads=1, warmup=20, iterations=iterations,
@@ -124,12 +123,12 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
         if outputs is not None and eval_set.labels is not None:
             ort_acc = float((outputs.argmax(-1) == eval_set.labels.numpy()).mean())
         nonzero = sum(int(torch.count_nonzero(p)) for p in m.parameters())
-        rows.append({"step": step["name"], "params": count_params(m), "nonzero_params": nonzero,
+        rows.append({"step": step.name, "params": count_params(m), "nonzero_params": nonzero,
                      "branch": is_branch, "onnx_bytes": art.size_bytes,
                      "gzip_bytes": len(gzip.compress(data, compresslevel=6, mtime=0)),
-                     "flops": count_flops(m, tuple(t[:1] for t in example_inputs(ctx, 1))),
+                     "flops": count_flops(m, tuple(t[:1] for t in ctx.example_inputs(1))),
                      "p50_ms": statistics.median(p50s) if p50s else None, "p50_runs_ms": p50s,
-                     "metrics": metrics.get(step["name"]),
+                     "metrics": metrics.get(step.name),
                      "onnxruntime_accuracy": ort_acc, "error": r.get("error")})
         print(f"[compress-bench] {step['name']}: measured", file=sys.stderr)
     for _ in range(repeats - 1):  # more rounds, interleaved: the run-to-run spread, not one run's CI
@@ -148,10 +147,7 @@ def run(recipe: str, quick: bool = False, runs_dir: Path = Path("runs"),
 
 def _chain_models(runner):
     """``(step, model)`` along a finished run, each model rebuilt on the one before."""
-    model = None
-    for step in runner.steps:
-        model = runner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
-        yield step, model
+    yield from runner.models()
 
 
 def _measured(runner, branch):

@@ -42,16 +42,16 @@ CPU_FLAGS = (
     "i8mm",
     "bf16",
 )
-LIBRARIES = (
-    "numpy",
-    "torch",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "onnx",
-    "ai-edge-litert",
-    "executorch",
-    "tensorrt",
-)
+# numpy and the GPU build of onnxruntime, plus every export format's toolchain (its descriptor's libraries)
+BASE_LIBRARIES = ("numpy", "torch", "onnxruntime-gpu")
+
+
+def libraries() -> tuple[str, ...]:
+    """The distributions whose versions a result records."""
+    from edgesmith.export.formats import FORMATS
+
+    names = [*BASE_LIBRARIES, *(lib for _, spec in FORMATS.items() for lib in spec.libraries)]
+    return tuple(dict.fromkeys(names))
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -183,7 +183,7 @@ def gpus() -> list[dict[str, Any]]:
 def library_versions() -> dict[str, str]:
     """Installed versions of the inference libraries, read from package metadata."""
     versions = {}
-    for name in LIBRARIES:
+    for name in libraries():
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -1,7 +1,7 @@
 """The image part of the flagship comparison (:mod:`edgesmith.benchmarks.flagships`):
 a finished classification run (``runs/fashion-mnist``) -- its bundle (or exported
 ONNX files) vs its own teacher in ONNX fp32 and in onnxruntime static int8 (the
-``x86`` preset of :mod:`edgesmith.export.quantize_onnx`, calibrated on the run's
+``x86`` preset of :mod:`edgesmith.compress.quantize.ort`, calibrated on the run's
 calibration split). Accuracy is on the run's eval split; latency at batch 1, 1 thread,
 each file in a fresh process."""
 
@@ -18,9 +18,9 @@ from edgesmith.benchmarks.flagships import file_size, measure_rows, run_files
 
 def _teacher_files(work: Path, run_dir: Path, recipe: str) -> tuple[Any, Path, Path, dict | None]:
     """The run's eval split, and its teacher as ONNX fp32 and static int8 (cached in ``work``)."""
+    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.conf.recipe import ExportConfig, load_recipe
     from edgesmith.export import get_exporter
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx
     from edgesmith.pipeline import steps
     from edgesmith.pipeline.runner import Runner
 
@@ -34,7 +34,7 @@ def _teacher_files(work: Path, run_dir: Path, recipe: str) -> tuple[Any, Path, P
         out / "int8" / "quantize.json",
     )
     if not fp32.exists() or not int8.exists():
-        teacher = steps.load_teacher(runner, {}, runner.steps[0]["dir"]).cpu().eval()
+        teacher = steps.load_teacher(runner, {}, runner.steps[0].dir).cpu().eval()
         if not fp32.exists():
             example = tuple(t[:2].clone() for t in ctx.tensors["eval"].inputs)
             get_exporter("onnx")().export(teacher, example, ctx.task, fp32.parent, ExportConfig())

@@ -188,8 +188,8 @@ def _peers() -> list[Candidate]:
 
 def _ours(run_dir: Path, work: Path, tok: Any, texts: list[str]) -> list[Candidate]:
     """Our run's ONNX files; when none is int8, also its last file quantized with the
-    default recipe's ``x86-dynamic`` preset (:func:`edgesmith.export.quantize_onnx.quantize_onnx`)."""
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx
+    default recipe's ``x86-dynamic`` preset (:func:`edgesmith.compress.quantize.ort.quantize_onnx`)."""
+    from edgesmith.compress.quantize import preset, quantize_onnx
 
     summary, files = run_files(run_dir)
     recipe = summary.get("recipe", run_dir.name)

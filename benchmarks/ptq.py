@@ -1,4 +1,4 @@
-"""Advanced PTQ (:mod:`edgesmith.compress.ptq`) against plain onnxruntime static
+"""Advanced PTQ (:mod:`edgesmith.compress.quantize.transforms`) against plain onnxruntime static
 int8, on three real models:
 
 - the MobileNet-style (depthwise-separable) digits CNN of :mod:`edgesmith.benchmarks.qat`,
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgesmith.compress.ptq import WeightQuant, correct_bias, equalize, smooth
+from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize, smooth
 
 _EXPORT = SimpleNamespace(opset=18, dynamic_batch=True)
 
@@ -53,7 +53,7 @@ def _run(path: Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
 
 
 def _compare(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
-    from edgesmith.export.quantize_onnx import sqnr_db
+    from edgesmith.numeric import sqnr_db
 
     r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
     cos = float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
@@ -68,7 +68,7 @@ def _compare(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None = None)
 def cnn_rows(label: str, model: torch.nn.Module, task: Any, calib: torch.Tensor, test: tuple[torch.Tensor, np.ndarray],
              tmp: Path, qat: Any = None) -> list[dict]:
     """Plain PTQ, BC, CLE and CLE + BC of ``model``, per tensor and per channel."""
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx
+    from edgesmith.compress.quantize import preset, quantize_onnx
 
     tmp = tmp / label.replace(" ", "-")
     example = (calib[:2].clone(),)
@@ -119,7 +119,7 @@ def digits_models(args) -> tuple[Any, dict[str, torch.nn.Module], Any, Any]:
 
 def _qat_fn(args, task, train):
     """QAT per-tensor with KD from the fp32 model, as :mod:`edgesmith.benchmarks.qat` runs it."""
-    from edgesmith.compress.qat import QatConfig, qat
+    from edgesmith.compress.quantize.qat import QatConfig, qat
     from edgesmith.export import get_exporter
     from edgesmith.export.pt2 import dynamic_shapes_for
 
@@ -161,8 +161,8 @@ def fashion_teacher() -> tuple[Any, torch.nn.Module, Any] | None:
 def minilm_rows(args, tmp: Path) -> list[dict]:
     """Static and dynamic int8 of MiniLM, plain and with SmoothQuant at each alpha."""
     from edgesmith.benchmarks.latency import measure
+    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.data.texts import FORTUNES_DIR, _fortunes
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx
     from edgesmith.models.encoder import load_hf_encoder, package_model_path
     from edgesmith.models.tasks import EmbeddingTask
 

@@ -18,7 +18,7 @@ For each fp32 model ("as trained", "imbalanced") it builds, in onnxruntime:
   ranges), per-tensor weights, calibrated on 256 train images; and, for
   reference, the same with per-channel weights;
 - QAT: pt2e fake quantization (per-tensor weights too), fine-tuned with KD from
-  that fp32 model (:func:`edgesmith.compress.qat.qat`), exported to ONNX QDQ;
+  that fp32 model (:func:`edgesmith.compress.quantize.qat.qat`), exported to ONNX QDQ;
 and prints one table: accuracy, drop vs fp32, output SQNR vs fp32 on the test
 split, file and weight sizes and p50 latency (batch 1, 1 thread), and the share of the per-tensor
 PTQ drop that QAT recovers (target: at least half).
@@ -136,10 +136,10 @@ def _weight_bytes(path: Path) -> int:
 
 def _variant(label: str, model: nn.Module, args, task, train: TensorSet, test: TensorSet, tmp: Path) -> dict:
     """fp32, PTQ per-tensor, PTQ per-channel and QAT per-tensor ONNX files of ``model``."""
-    from edgesmith.compress.qat import QatConfig, qat
+    from edgesmith.compress.quantize import preset, quantize_onnx
+    from edgesmith.compress.quantize.qat import QatConfig, qat
     from edgesmith.export import get_exporter
     from edgesmith.export.pt2 import dynamic_shapes_for
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx
 
     exporter, export_cfg = get_exporter("onnx")(), SimpleNamespace(opset=18, dynamic_batch=True)
     example = (test.inputs[0][:2].clone(),)
@@ -167,7 +167,7 @@ def _variant(label: str, model: nn.Module, args, task, train: TensorSet, test: T
 def _score(rows: dict[str, dict], test: TensorSet) -> float | None:
     """Accuracy, drop, SQNR vs fp32, size and p50 for each row; the recovered share."""
     from edgesmith.benchmarks.latency import measure
-    from edgesmith.export.quantize_onnx import sqnr_db
+    from edgesmith.numeric import sqnr_db
 
     one = {"pixel_values": test.inputs[0][:1].numpy()}
     ref = _ort_logits(rows["fp32"]["path"], test)

@@ -33,8 +33,8 @@ from edgesmith.atomic import write_bytes, write_json
 from edgesmith.benchmarks.fingerprint import fingerprint
 from edgesmith.benchmarks.stats import summarize
 from edgesmith.errors import EdgesmithError
+from edgesmith.numeric import first_line
 from edgesmith.runtimes import RUNTIMES, Runtime, runtime_for
-from edgesmith.runtimes.base import first_line
 
 MAX_ITERATION_FACTOR = 20  # min_seconds never runs more than 20x the asked iterations
 

@@ -17,15 +17,21 @@ their recorded size and sha256.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgesmith.bundle.manifest import MANIFEST, SCHEMA_VERSION, pick_format, read_manifest, safe_path, verify_file  # noqa: F401
+from edgesmith.bundle.manifest import (  # noqa: F401
+    MANIFEST,
+    SCHEMA_VERSION,
+    pick_format,
+    read_manifest,
+    safe_path,
+    verify_file,
+)
 from edgesmith.errors import BundleError, DataError, EdgesmithError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime
@@ -47,6 +53,17 @@ class ImageInputs:
     as ``(H, W)`` (one channel), ``(C, H, W)``, ``(H, W, C)``, ``(N, H, W)`` (one
     channel), ``(N, C, H, W)`` or ``(N, H, W, C)``; returns the manifest's layout.
     """
+
+    task_kind = "classification"
+
+    @staticmethod
+    def describe(ctx: Any, folder: Path) -> dict:
+        """The manifest's ``preprocessing`` entry for a run's image model."""
+        c = ctx.image_shape[0]
+        h, w = (int(d) for d in ctx.raw["train"].x.shape[-2:])
+        return {"kind": "image", "layout": "NCHW", "channels": c, "size": [h, w], "mean": ctx.task.mean,
+                "std": ctx.task.std, "input_range": [0.0, 1.0], "uint8_scale": 1 / 255,
+                "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)"}
 
     def __init__(self, spec: dict, input_names: list[str], root: Path, static: dict | None = None):
         self.name = input_names[0]
@@ -101,6 +118,16 @@ class TextInputs:
     truncated to ``max_length``; padded to the longest text, or to a static-shape
     file's sequence length."""
 
+    task_kind = "embedding"
+
+    @staticmethod
+    def describe(ctx: Any, folder: Path) -> dict:
+        """The manifest's ``preprocessing`` entry for a run's text model (saves its tokenizer)."""
+        ctx.tokenizer.save_pretrained(str(folder / "tokenizer"))
+        return {"kind": "text", "tokenizer": "tokenizer", "tokenizer_class": type(ctx.tokenizer).__name__,
+                "max_length": ctx.task.max_length, "truncation": True,
+                "padding": "longest in the batch, or a static-shape file's sequence length"}
+
     def __init__(self, spec: dict, input_names: list[str], root: Path, static: dict | None = None):
         from edgesmith.runtimes.base import require
 
@@ -122,6 +149,15 @@ class TextInputs:
         enc = self.tokenizer(texts, padding=padding, truncation=True,
                              max_length=self.pad_to or self.max_length, return_tensors="np")
         return {n: np.asarray(enc[n], dtype=np.int64) for n in self.names}
+
+
+def preprocessing_for(task_kind: str) -> type:
+    """The preprocessing class whose inputs a model of ``task_kind`` takes."""
+    for _, cls in PREPROCESSING.items():
+        if cls.task_kind == task_kind:
+            return cls
+    raise BundleError(f"no bundle preprocessing for a {task_kind} model; known: "
+                      f"{', '.join(cls.task_kind for _, cls in PREPROCESSING.items())}")
 
 
 # ------------------------------------------------------------------- bundle

@@ -25,9 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith import __version__, atomic
+from edgesmith.bundle.loader import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Bundle,
+    pick_format,
+    preprocessing_for,
+    read_manifest,
+)
 from edgesmith.errors import BundleError, EdgesmithError, ParityError
 from edgesmith.progress import log
-from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 
 OUTPUT_MEANINGS = {
     "classification": ("logits", "unnormalised class scores, one per label; softmax gives probabilities"),
@@ -53,8 +60,9 @@ def write_bundle(source: Any, model: Any = None, *, gate: bool | None = None) ->
         >>> write_bundle("runs/digits-quick")["manifest_sha256"]  # doctest: +SKIP
     """
     runner = source if hasattr(source, "ctx") else _runner_for(Path(source))
-    if model is None:
-        model = runner.reload()
+    if model is None or runner.result("export") is None:  # a finished run directory: rebuild its steps
+        reloaded = runner.reload()
+        model = reloaded if model is None else model
     if gate is None:
         gate = getattr(runner, "parity_gate", runner.recipe.export.parity.gate)
     return _Builder(runner, model).write(gate)
@@ -90,7 +98,6 @@ class _Builder:
         log("[bold cyan]bundle[/bold cyan]")
         with atomic.atomic_dir(self.dest) as tmp:
             manifest = self._manifest(tmp)
-            atomic.write_json(tmp / MANIFEST, manifest)
             failed = self._check_formats(tmp, manifest)
             if failed and gate:
                 fmt, reason = failed[0]
@@ -121,7 +128,7 @@ class _Builder:
                             "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
                             "device": e.get("device") or "cpu",
                             "parity": e["parity"]}
-        preprocessing = PREPROCESSING[task.kind](ctx, tmp)
+        preprocessing = preprocessing_for(task.kind).describe(ctx, tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
         inputs = task.prepare(example.inputs)
@@ -208,12 +215,12 @@ class _Builder:
 
 
 def _exports(runner: Any) -> list[dict]:
-    import json
-
-    meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "export"), None)
-    if meta is None or not meta.exists():
+    """The export step's entries, from the run's results (a finished run directory's
+    runner has them once :meth:`Runner.reload` has rebuilt its steps)."""
+    export = runner.result("export")
+    if export is None:
         raise BundleError(f"{runner.out}: the export step has not run; nothing to bundle")
-    return json.loads(meta.read_text())["exports"]
+    return export.info["exports"]
 
 
 def _embedding_facts(builder: _Builder) -> dict:
@@ -221,24 +228,6 @@ def _embedding_facts(builder: _Builder) -> dict:
     if builder.ctx.task.kind != "embedding":
         return {}
     return {"pooling": getattr(teacher, "pooling", None), "normalized": getattr(teacher, "normalize_embeddings", None)}
-
-
-def _image_preprocessing(ctx: Any, tmp: Path) -> dict:
-    c = ctx.image_shape[0]
-    h, w = (int(d) for d in ctx.raw["train"].x.shape[-2:])
-    return {"kind": "image", "layout": "NCHW", "channels": c, "size": [h, w], "mean": ctx.task.mean,
-            "std": ctx.task.std, "input_range": [0.0, 1.0], "uint8_scale": 1 / 255,
-            "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)"}
-
-
-def _text_preprocessing(ctx: Any, tmp: Path) -> dict:
-    ctx.tokenizer.save_pretrained(str(tmp / "tokenizer"))
-    return {"kind": "text", "tokenizer": "tokenizer", "tokenizer_class": type(ctx.tokenizer).__name__,
-            "max_length": ctx.task.max_length, "truncation": True,
-            "padding": "longest in the batch, or a static-shape file's sequence length"}
-
-
-PREPROCESSING = {"classification": _image_preprocessing, "embedding": _text_preprocessing}
 
 
 def entry(dest: Path, manifest: dict) -> dict:

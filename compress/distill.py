@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.compress.train import FitResult, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
@@ -128,3 +129,16 @@ def distill(
         desc=config.name or "distill",
     )
     return student, result
+
+
+# --------------------------------------------------------- the recipe stage
+@register_stage(DistillConfig, skeleton=lambda ctx, prev_model, cfg, info: ctx.new_student())
+def run_distill_stage(ctx, cfg: DistillConfig, model, stage_dir):
+    """A new student (``ctx.new_student()``) distilled from the run's teacher."""
+    student = ctx.new_student()
+    train, val = ctx.train_val(cfg.val_fraction)
+    student, fit = in_stage(ctx, cfg, distill, student, ctx.teacher, cfg, ctx.task, train, val,
+                            device=ctx.device, checkpoint_dir=stage_dir, seed=ctx.recipe.seed)
+    (stage_dir / "best.safetensors").unlink(missing_ok=True)
+    return student, {"fit": {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+                             "best_val": fit.best_score, "history": fit.history}}

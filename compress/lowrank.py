@@ -32,6 +32,7 @@ from torch import nn
 from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
+from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -214,3 +215,10 @@ def _factored_shell(m: nn.Module, r: int) -> nn.Sequential:
                              nn.Linear(r, m.out_features, bias=m.bias is not None, **kw))
     raise RecipeError("op_types", f"cannot factorize a {type(m).__name__}")
 
+
+# --------------------------------------------------------- the recipe stage
+@register_stage(LowRankConfig, skeleton=lambda ctx, prev_model, cfg, info: rebuild_factorized(prev_model, info))
+def run_lowrank_stage(ctx, cfg: LowRankConfig, model, stage_dir):
+    train, val = ctx.train_val(cfg.val_fraction)
+    return in_stage(ctx, cfg, factorize, model, cfg, ctx.task, train, val, ctx.teacher,
+                    device=ctx.device, seed=ctx.recipe.seed)

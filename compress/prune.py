@@ -27,6 +27,7 @@ from torch.nn.utils import prune as torch_prune
 from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, cubic_schedule, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
+from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -245,3 +246,11 @@ def _two_four_mask(w: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros_like(groups, dtype=torch.bool)
     mask.scatter_(-1, groups.topk(2, dim=-1).indices, True)
     return mask.view_as(w)
+
+
+# --------------------------------------------------------- the recipe stage
+@register_stage(PruneConfig, skeleton=lambda ctx, prev_model, cfg, info: rebuild_pruned(prev_model, info))
+def run_prune_stage(ctx, cfg: PruneConfig, model, stage_dir):
+    train, val = ctx.train_val(cfg.val_fraction)
+    return in_stage(ctx, cfg, prune, model, cfg, ctx.task, train, val, ctx.teacher,
+                    device=ctx.device, seed=ctx.recipe.seed)

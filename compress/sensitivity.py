@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from edgesmith.compress.selection import LayerSelection, select
+from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -450,3 +451,19 @@ def sensitivity_table(report: dict[str, Any], title: str = "sensitivity"):
                  "weights, lowrank@kN is rank N" + "".join(f"\n{n}" for n in report.get("notes", [])))
     t.caption_justify = "left"
     return t
+
+
+# --------------------------------------------------------- the recipe stage
+@register_stage(SensitivityConfig, passes_model_on=True)
+def run_sensitivity_stage(ctx, cfg: SensitivityConfig, model, stage_dir):
+    """Per-layer sensitivity table (``sensitivity.json`` + a rich table); the model passes through."""
+    from edgesmith import atomic
+    from edgesmith.progress import console, quiet
+
+    _, val = ctx.train_val(cfg.val_fraction)
+    report = in_stage(ctx, cfg, sensitivity, model, cfg, ctx.task, val, ctx.teacher, device=ctx.device)
+    atomic.write_json(stage_dir / "sensitivity.json", report)
+    if not quiet():
+        console.print(sensitivity_table(report, cfg.name or cfg.kind))
+    return model, {"report": "sensitivity.json", "metric": report["metric"], "baseline": report["baseline"],
+                   "columns": report["columns"], "layers": [r["name"] for r in report["layers"]]}

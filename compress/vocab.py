@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.conf.base import RecipeError, at_least
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -302,3 +303,79 @@ def covered_texts(tokenizer: Any, pruned: Any, texts: Iterable[str]) -> list[str
     enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
     return [t for t, ids in zip(texts, enc, strict=True)
             if all(tok in vocab for tok in tokenizer.convert_ids_to_tokens(ids))]
+
+
+# --------------------------------------------------------- the recipe stage
+@register_stage(VocabConfig, skeleton=lambda ctx, prev_model, cfg, info: _vocab_skeleton(ctx, prev_model, cfg, info),
+                feeds_teacher=False, switches_tokenizer=True)
+def run_vocab_stage(ctx, cfg: VocabConfig, model, stage_dir):
+    """Prune the token table and the tokenizer to the corpus's tokens; save the tokenizer
+    (``tokenizer/``, what the bundle ships) and switch the run to it."""
+    from edgesmith.errors import StageError
+    from edgesmith.progress import log
+
+    name = cfg.name or cfg.kind
+    index = next(i for i, c in enumerate(ctx.recipe.stage_configs) if c is cfg)
+    if ctx.tokenizer is None:
+        raise StageError(f"stages[{index}] ({name}): the model takes no text (no tokenizer); "
+                         "vocabulary pruning is for text encoders")
+    texts = _vocab_corpus(ctx, cfg)
+    try:
+        small, tokenizer, report = in_stage(ctx, cfg, prune_vocab, model, ctx.tokenizer, texts, cfg)
+    except StageError as e:
+        raise StageError(f"stages[{index}] ({name}): {str(e).removeprefix('vocab: ')}") from None
+    # the pruned model on the new ids vs the model it came from on the original ids, on corpus texts
+    original, sample = ctx.tokenizer, _Texts(covered_texts(ctx.tokenizer, tokenizer, texts)[:256])
+    before = ctx.task.predict(model, ctx.task.tensors(sample), device=ctx.device) if sample.x else None
+    tokenizer.save_pretrained(str(stage_dir / "tokenizer"))
+    ctx.use_tokenizer(tokenizer, name)
+    if before is not None:
+        after = ctx.task.predict(small, ctx.task.tensors(sample), device=ctx.device)
+        report["corpus_max_abs_diff"] = float((before - after).abs().max())
+    texts_of = {"eval": list(ctx.raw["eval"].x)}
+    if ctx.probe is not None:
+        texts_of["probe"] = [t for part in ctx.probe for t in part.texts]
+    report["oov"] = {k: oov_rates(original, tokenizer, v) for k, v in texts_of.items()}
+    report["oov"]["eval"]["in_corpus"] = cfg.corpus == "all"
+    log(f"  vocabulary {report['vocab_before']} -> {report['vocab_after']} tokens ({cfg.corpus}: "
+        f"{len(texts)} texts), params {report['params_before'] / 1e6:.2f} M -> {report['params_after'] / 1e6:.2f} M; "
+        + ", ".join(f"{k}: {v['dropped_token_rate']:.2%} of tokens dropped, {v['texts_changed']:.1%} of texts "
+                    f"tokenized differently" for k, v in report["oov"].items()))
+    return small, {**report, "corpus": cfg.corpus, "tokenizer": "tokenizer"}
+
+
+class _Texts:
+    """Raw text data as ``task.tensors`` reads it."""
+
+    def __init__(self, texts: list[str]):
+        self.x, self.y = texts, None
+
+
+def _vocab_corpus(ctx, cfg: VocabConfig) -> list[str]:
+    """The texts that define the vocabulary (never the probe's; ``sources`` holds the eval split out)."""
+    from pathlib import Path
+
+    raw = ctx.raw
+    if cfg.corpus == "sources":
+        from edgesmith.data.sources import load_source
+
+        held_out = set(raw["eval"].x)
+        texts = [t for s in ctx.recipe.data.sources for part in load_source(s).values() for t in part.x
+                 if t not in held_out]
+    else:
+        splits = ["train"] if cfg.corpus == "train" else ["train", "calibration", "eval"]
+        texts = [t for k in splits for t in raw[k].x]
+    if cfg.path is not None:
+        texts += [t for t in Path(cfg.path).expanduser().read_text(encoding="utf-8").splitlines() if t.strip()]
+    return texts
+
+
+def _vocab_skeleton(ctx, prev_model, cfg: VocabConfig, info):
+    """The pruned table's shape from ``info``; the run switches to the stage's saved tokenizer."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    folder = ctx.out / Path(info["path"]).parent / info["tokenizer"]
+    ctx.use_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True), cfg.name or cfg.kind)
+    return vocab_shell(prev_model, info["vocab_after"], info["embeddings"], info["padding_idx"])

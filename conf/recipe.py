@@ -194,18 +194,18 @@ class ExportConfig(Config):
     parity: ParityConfig = field(default_factory=ParityConfig)
 
     def validate(self) -> None:
-        from edgesmith.export import EXPORTERS, get_exporter
+        from edgesmith.export import FORMATS
 
         for i, f in enumerate(self.formats):
-            if f not in EXPORTERS:
-                raise RecipeError(f"formats[{i}]", EXPORTERS.unknown_message(f))
+            if f not in FORMATS:
+                raise RecipeError(f"formats[{i}]", FORMATS.unknown_message(f))
         for fmt, p in self.precision.items():
             key = f"precision.{fmt}"
-            if fmt not in EXPORTERS:
-                raise RecipeError(key, EXPORTERS.unknown_message(fmt))
+            if fmt not in FORMATS:
+                raise RecipeError(key, FORMATS.unknown_message(fmt))
             if fmt == "tensorrt":
                 raise RecipeError(key, "set the engine's precision with export.tensorrt_precision instead")
-            supported = list(get_exporter(fmt).tolerances)
+            supported = list(FORMATS.get(fmt).tolerances)
             if p not in supported:
                 hint = "; for an int8 ONNX add a 'quantize' stage" if fmt == "onnx" else ""
                 raise RecipeError(key, f"the {fmt} exporter does not export {p}; choose one of: "
@@ -249,7 +249,9 @@ class Recipe(Config):
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def validate(self) -> None:
-        from edgesmith.pipeline.stages import STAGES
+        from edgesmith.compress.stage import stages
+
+        STAGES = stages()
 
         parsed, seen = [], set()
         for i, raw in enumerate(self.stages):
@@ -295,7 +297,9 @@ class Recipe(Config):
 def _check_vocab_order(parsed: list) -> None:
     """A stage that prunes the vocabulary changes the run's token ids, but the teacher
     reads the original ones: every stage that runs the teacher (KD) comes before it."""
-    from edgesmith.pipeline.stages import STAGES
+    from edgesmith.compress.stage import stages
+
+    STAGES = stages()
 
     switches = [i for i, c in enumerate(parsed) if STAGES.get(c.kind).switches_tokenizer]
     if len(switches) > 1:

@@ -42,11 +42,11 @@ from typing import Any
 import torch
 
 from edgesmith import atomic
+from edgesmith.compress.quantize.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
+from edgesmith.export.base import ExportArtifact, Exporter, precision_of
 from edgesmith.export.failures import export_error
 from edgesmith.export.pt2 import with_input_names
-from edgesmith.export.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.export.signature import IO_KEY, output_names, plain_inputs, tensor_entry
 from edgesmith.runtimes.base import require
 
@@ -155,12 +155,6 @@ class ExecuTorchExporter(Exporter):
     """
 
     name = "executorch"
-    suffix = ".pte"
-    runtime = "executorch"
-    # int8 as for ONNX static int8 (export.quantize_onnx.TOLERANCES): the cosine is the gate
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999),
-                  "int8": Tolerance(atol=8.0, min_cosine=0.99),
-                  "int8-dynamic": Tolerance(atol=8.0, min_cosine=0.99)}
     max_batch = 64
 
     def export(self, model, example_inputs, task, out_dir: Path, config,

@@ -14,15 +14,8 @@ import traceback
 from pathlib import Path
 
 from edgesmith.errors import ExportError
+from edgesmith.numeric import first_line
 
-# Where each format's user goes when it cannot take a model (ops it lacks).
-NEAREST = {
-    "tflite": "executorch or onnx",
-    "executorch": "onnx or tflite",
-    "torchscript-lite": "executorch or onnx",
-    "onnx": "pt2 or torchscript-lite",
-    "pt2": "onnx or torchscript-lite",
-}
 # torch.jit.script keeps Python control flow that depends on tensor values.
 DATA_DEPENDENT_FIX = (
     "export it as torchscript-lite (scripted, keeps the branch) or rewrite the branch "
@@ -42,14 +35,6 @@ _OPS = (  # how the toolchains name the op they stopped at
 _TOOLCHAINS = ("site-packages", "dist-packages", "/torch/", "/executorch/", "/litert_torch/")
 # Frames of the exporters themselves and of the standard library are not the model's.
 _NOT_MODEL = (str(Path(__file__).resolve().parent), sysconfig.get_paths()["stdlib"])
-
-
-def first_line(exc: BaseException | str) -> str:
-    """The first non-empty line of an exception message, or its type name."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__ if isinstance(exc, BaseException) else ""
 
 
 def is_data_dependent(exc: BaseException | str) -> bool:
@@ -102,4 +87,11 @@ def export_error(fmt: str, model: object, exc: BaseException) -> ExportError:
     loc = " from ".join(p for p in (f"op {op}" if op else None, where) if p)
     at = f" at {loc}" if loc else ""
     return ExportError(f"{fmt}: export of {name} failed{at}: {first_line(exc).rstrip(':')}; "
-                       f"try {NEAREST.get(fmt, 'onnx')} instead")
+                       f"try {_nearest(fmt)} instead")
+
+
+def _nearest(fmt: str) -> str:
+    """Where a format's user goes when it cannot take a model (its descriptor says)."""
+    from edgesmith.export.formats import FORMATS
+
+    return FORMATS.get(fmt).nearest if fmt in FORMATS else "onnx"

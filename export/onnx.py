@@ -24,8 +24,9 @@ import torch
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter
 from edgesmith.export.pt2 import dynamic_shapes_for
+from edgesmith.numeric import first_line
 
 _TWO_GB = 2 * 1024**3
 MASK_FILL = -50.0
@@ -33,9 +34,6 @@ MASK_FILL = -50.0
 
 class OnnxExporter(Exporter):
     name = "onnx"
-    suffix = ".onnx"
-    runtime = "onnxruntime"
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999)}
 
     def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
         import onnx
@@ -62,7 +60,7 @@ class OnnxExporter(Exporter):
             onnx.checker.check_model(str(tmp) if large else onnx.load(str(tmp)))
         except Exception as e:  # noqa: BLE001 - the exporter raises many error kinds
             tmp.unlink(missing_ok=True)
-            raise ExportError(f"onnx: export of {type(model).__name__} failed: {_first_line(e)}") from None
+            raise ExportError(f"onnx: export of {type(model).__name__} failed: {first_line(e)}") from None
         tmp.replace(path)
         files = [path]
         data = out_dir / ".model.export.onnx.data"
@@ -119,7 +117,3 @@ def finite_mask_fill(model) -> int:
             done += 1
     return done
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

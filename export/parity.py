@@ -8,6 +8,7 @@ import torch
 
 from edgesmith.errors import EdgesmithError, ParityError
 from edgesmith.export.base import ExportArtifact, Tolerance
+from edgesmith.numeric import mean_cosine
 
 
 def check_parity(artifact: ExportArtifact, model, task, data, samples: int = 64, batch_size: int = 16) -> dict:
@@ -100,7 +101,7 @@ def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact | Toleran
         return failed(artifact, f"output shape {list(out.shape)} != PyTorch {list(ref.shape)}")
     diff = float(np.abs(ref - out).max()) if ref.size else 0.0
     r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
-    cos = float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
+    cos = mean_cosine(r, o)
     agreement = float(np.mean(r.argmax(1) == o.argmax(1))) if r.shape[1] > 1 else None
     tol = artifact if isinstance(artifact, Tolerance) else artifact.tolerance
     finite = bool(np.isfinite(out).all())

@@ -10,7 +10,7 @@ import torch
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter
 
 
 def dynamic_shapes_for(task, dynamic: bool):
@@ -40,9 +40,6 @@ def with_input_names(model: torch.nn.Module, names: list[str]) -> torch.nn.Modul
 
 class Pt2Exporter(Exporter):
     name = "pt2"
-    suffix = ".pt2"
-    runtime = "torch"
-    tolerances = {"fp32": Tolerance(atol=1e-5, min_cosine=0.999999)}
 
     def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
         out_dir = Path(out_dir)

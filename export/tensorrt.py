@@ -26,7 +26,7 @@ from typing import Any
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance
+from edgesmith.export.base import ExportArtifact, Exporter
 from edgesmith.export.onnx import OnnxExporter
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -114,13 +114,6 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str,
 
 class TensorRTExporter(Exporter):
     name = "tensorrt"
-    suffix = ".engine"
-    runtime = "tensorrt"
-    tolerances = {
-        "fp32": Tolerance(atol=1e-3, min_cosine=0.9999),  # TF32 may be used for matmuls
-        "fp16": Tolerance(atol=5e-2, min_cosine=0.999),
-        "int8": Tolerance(atol=1.0, min_cosine=0.99),
-    }
 
     def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
         out_dir = Path(out_dir)

@@ -49,11 +49,11 @@ import torch
 from torch import nn
 
 from edgesmith import atomic
+from edgesmith.compress.quantize.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
+from edgesmith.export.base import ExportArtifact, Exporter, precision_of
 from edgesmith.export.failures import export_error
 from edgesmith.export.pt2 import with_input_names
-from edgesmith.export.pt2e import calibration_batches, quantize_pt2e
 from edgesmith.export.signature import NamedOutputs, plain_inputs, static_example
 from edgesmith.runtimes.base import require
 
@@ -165,13 +165,6 @@ class TfliteExporter(Exporter):
     """
 
     name = "tflite"
-    suffix = ".tflite"
-    runtime = "litert"
-    # fp16 and int8 as for ONNX (export.quantize_onnx.TOLERANCES); for int8 the cosine is the gate
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999),
-                  "fp16": Tolerance(atol=2e-2, min_cosine=0.9999),
-                  "int8": Tolerance(atol=8.0, min_cosine=0.99),
-                  "int8-dynamic": Tolerance(atol=8.0, min_cosine=0.99)}
     static_batch = 1
 
     def export(self, model, example_inputs, task, out_dir: Path, config,

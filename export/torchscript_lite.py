@@ -27,9 +27,10 @@ from torch import nn
 
 from edgesmith import atomic
 from edgesmith.errors import ExportError
-from edgesmith.export.base import ExportArtifact, Exporter, Tolerance, precision_of
-from edgesmith.export.failures import export_error, first_line
+from edgesmith.export.base import ExportArtifact, Exporter, precision_of
+from edgesmith.export.failures import export_error
 from edgesmith.export.signature import IO_KEY, example_spec, flat_outputs, plain_inputs
+from edgesmith.numeric import first_line
 
 _BRANCH = "Converting a tensor to a Python boolean"
 
@@ -81,9 +82,6 @@ class TorchScriptLiteExporter(Exporter):
     """``model.ptl`` for the ``torchscript-lite`` runtime (``_load_for_lite_interpreter``)."""
 
     name = "torchscript-lite"
-    suffix = ".ptl"
-    runtime = "torchscript-lite"
-    tolerances = {"fp32": Tolerance(atol=1e-4, min_cosine=0.99999)}
 
     def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
         """Trace (or script), try ``optimize_for_mobile``, save ``out_dir/model.ptl`` atomically.

@@ -130,6 +130,18 @@ class RunContext:
         c, s = (None, None) if self.is_text else self.image_shape
         return build_student(self.recipe.student, self.teacher, self.num_classes, c, s)
 
+    def example_inputs(self, n: int = 2) -> tuple[torch.Tensor, ...]:
+        """The first ``n`` eval samples, prepared as model inputs (what exporters trace with)."""
+        # fresh contiguous tensors: torch.export guards a sliced view's sizes against
+        # its parent's storage (a seq-64 parent caps the dynamic axis at 63)
+        return tuple(t.clone() for t in self.task.prepare(self.tensors["eval"].take(slice(0, n)).inputs))
+
+    def calibration_inputs(self, n: int, batch_size: int = 16) -> list[tuple[torch.Tensor, ...]]:
+        """The first ``n`` calibration samples, prepared like :meth:`example_inputs`, in batches."""
+        data = self.tensors["calibration"]
+        data = data.take(slice(0, min(n, len(data))))
+        return [tuple(t.clone() for t in self.task.prepare(b.inputs)) for b in data.batches(batch_size)]
+
     def teacher_eval_outputs(self) -> torch.Tensor:
         if self._teacher_eval is None:
             view = self.view("teacher")

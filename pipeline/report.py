@@ -137,7 +137,7 @@ def _vs_previous(b: dict) -> str:
 
 def _ops_of(b: dict, final: str | None, exports: dict) -> str:
     """The ops column of the final model's exported file this benchmark ran."""
-    from edgesmith.export import FORMAT_FOR_RUNTIME
+    from edgesmith.export import format_for_runtime
 
-    e = exports.get((FORMAT_FOR_RUNTIME.get(b["runtime"]), b.get("precision"))) if b["model"] == final else None
+    e = exports.get((format_for_runtime(b["runtime"]), b.get("precision"))) if b["model"] == final else None
     return ops_summary(e) if e else ""

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from edgesmith import __version__, atomic
+from edgesmith.compress.stage import stages
 from edgesmith.errors import EdgesmithError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
+from edgesmith.pipeline import steps as step_impl
 from edgesmith.pipeline.context import RunContext
+from edgesmith.pipeline.plan import (
+    BENCHMARK,
+    EXPORT,
+    TEACHER,
+    Step,
+    StepResult,
+    build_plan,
+    final_stage,
+)
 from edgesmith.progress import log
 
 SUMMARY_SCHEMA = 1
@@ -34,48 +45,43 @@ def resolve_device(device: str | None) -> str:
 
 
 class Runner:
+    """Runs a recipe's plan (:func:`~edgesmith.pipeline.plan.build_plan`) into ``out``.
+
+    Each step's result stays in memory (:attr:`results`) for the steps after it; a
+    step whose content key matches the ``stage.json`` in its folder is reused (its
+    model rebuilt from the folder) instead of run.
+    """
+
     def __init__(self, recipe, out: str | Path | None = None, device: str | None = None,
                  from_stage: str | None = None, parity_gate: bool | None = None):
         self.recipe = recipe
         self.out = Path(out or Path("runs") / recipe.name)
         self.ctx = RunContext(recipe, self.out, resolve_device(device))
         self.parity_gate = recipe.export.parity.gate if parity_gate is None else parity_gate
-        self.steps = self._plan()
-        names = [s["name"] for s in self.steps]
+        self.steps: list[Step] = build_plan(recipe, self.out)
+        self.results: dict[str, StepResult] = {}
+        names = [s.name for s in self.steps]
         if from_stage is not None and from_stage not in names:
             raise EdgesmithError(f"--from {from_stage}: no such stage; stages are: {', '.join(names)}")
         self.force_from = names.index(from_stage) if from_stage else None
 
-    def _plan(self) -> list[dict]:
-        steps = [{"name": "teacher", "kind": "teacher"}]
-        steps += [{"name": c.name or c.kind, "kind": c.kind, "config": c} for c in self.recipe.stage_configs]
-        if self.recipe.export.formats:
-            steps.append({"name": "export", "kind": "export"})
-            steps.append({"name": "benchmark", "kind": "benchmark"})
-        for i, s in enumerate(steps):
-            s["dir"] = self.out / f"{i:02d}-{s['name']}"
-        return steps
+    @property
+    def final(self) -> Step:
+        """The step whose model the run ships (the last recipe stage, else the teacher)."""
+        return final_stage(self.steps)
+
+    def result(self, kind: str) -> StepResult | None:
+        """The in-memory result of the last finished step of ``kind``, or None."""
+        return next((r for r in reversed(self.results.values()) if r.step.kind == kind), None)
 
     # ------------------------------------------------------------------ keys
-    def _key(self, step: dict, prev_key: str | None) -> str:
-        r = self.recipe
-        payload: dict[str, Any] = {"step": step["name"], "kind": step["kind"], "prev": prev_key,
-                                   "version": __version__, "seed": r.seed, "data": r.data.to_dict()}
-        if step["kind"] == "teacher":
-            payload["teacher"] = r.teacher.to_dict()
-            payload["probe"] = r.probe.to_dict() if r.probe else None
-        elif step["kind"] == "export":
-            payload["export"] = r.export.to_dict()
-        elif step["kind"] == "benchmark":
-            payload["benchmark"] = r.benchmark.to_dict()
-        else:
-            payload["config"] = step["config"].to_dict()
-            payload["student"] = r.student.to_dict() if r.student else None
-        return atomic.sha256_json(payload)[:16]
+    def _key(self, step: Step, prev_key: str | None) -> str:
+        return step.key(self.recipe, prev_key)
 
-    def _done(self, step: dict, key: str, index: int) -> dict | None:
-        meta = step["dir"] / "stage.json"
-        if self.force_from is not None and index >= self.force_from:
+    def _done(self, step: Step, key: str) -> dict | None:
+        """The ``stage.json`` of a finished step with this key (reusable), else None."""
+        meta = step.dir / "stage.json"
+        if self.force_from is not None and step.index >= self.force_from:
             return None
         if meta.exists():
             info = json.loads(meta.read_text())
@@ -85,49 +91,52 @@ class Runner:
 
     # ------------------------------------------------------------------- run
     def run(self) -> dict:
-        from edgesmith.pipeline import steps as step_impl
-
         self.out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.out / "recipe.resolved.yaml", _yaml(self.recipe.to_dict()))
-        prev_key, model, infos = None, None, []
-        for i, step in enumerate(self.steps):
+        prev_key, model = None, None
+        for step in self.steps:
             key = self._key(step, prev_key)
-            info = self._done(step, key, i)
+            info = self._done(step, key)
             if info is not None:
-                log(f"[dim]{step['dir'].name}: unchanged, reusing[/dim]")
+                log(f"[dim]{step.dir.name}: unchanged, reusing[/dim]")
                 model = self._reload(step, info, model)
+                self.results[step.name] = StepResult(step, model, info, reused=True)
             else:
-                log(f"[bold cyan]{step['dir'].name}[/bold cyan]")
-                t0 = time.perf_counter()
-                with atomic.atomic_dir(step["dir"]) as tmp:
-                    model, info = getattr(step_impl, f"run_{step['kind']}", step_impl.run_stage)(
-                        self, step, model, tmp)
-                    info.update({"name": step["name"], "kind": step["kind"], "key": key,
-                                 "seconds": round(time.perf_counter() - t0, 2)})
-                    if isinstance(model, torch.nn.Module) and step["kind"] not in ("export", "benchmark"):
-                        info.setdefault("params", count_params(model))
-                    atomic.write_json(tmp / "stage.json", info)
-                info = json.loads((step["dir"] / "stage.json").read_text())
-            infos.append(info)
-            self._infos = infos
+                log(f"[bold cyan]{step.dir.name}[/bold cyan]")
+                model, info = self._run_step(step, key, model)
+                self.results[step.name] = StepResult(step, model, info)
             prev_key = key
-            if step["kind"] == "export":
+            if step.kind == EXPORT:
                 step_impl.raise_on_failed_parity(self, info)
-        if any(s["kind"] == "export" for s in self.steps):  # last: DIR/bundle/ from the exports
-            from edgesmith.errors import BundleError
+        if any(s.kind == EXPORT for s in self.steps):  # last: DIR/bundle/ from the exports
             from edgesmith.bundle.writer import write_bundle
+            from edgesmith.errors import BundleError
 
             try:
                 self._bundle = write_bundle(self, model)
             except BundleError as e:  # e.g. every export failed: the run's other results still stand
                 log(f"[yellow]warning: no bundle: {e}[/yellow]")
                 self._bundle = {"error": str(e)}
-        summary = self.summary(infos)
+        summary = self.summary()
         atomic.write_json(self.out / "summary.json", summary)
         return summary
 
-    def reload(self) -> torch.nn.Module:
-        """The final model of a finished run, rebuilt from its step folders (nothing re-runs).
+    def _run_step(self, step: Step, key: str, model):
+        """Run one step into its folder (atomically) and return ``(model, info)``."""
+        t0 = time.perf_counter()
+        with atomic.atomic_dir(step.dir) as tmp:
+            model, info = STEP_RUNS.get(step.kind, step_impl.run_stage)(self, step, model, tmp)
+            info.update({"name": step.name, "kind": step.kind, "key": key,
+                         "seconds": round(time.perf_counter() - t0, 2)})
+            if isinstance(model, torch.nn.Module) and step.kind not in (EXPORT, BENCHMARK):
+                info.setdefault("params", count_params(model))
+            info = json.loads(json.dumps(info))  # what stage.json holds, kept in memory
+            atomic.write_json(tmp / "stage.json", info)
+        return model, info
+
+    def models(self) -> Iterator[tuple[Step, torch.nn.Module]]:
+        """``(step, model)`` along a finished run, each model rebuilt on the one before
+        from the step folders (nothing re-runs).
 
         Raises:
             EdgesmithError: A step has not finished, or the recipe changed since.
@@ -135,52 +144,59 @@ class Runner:
         prev_key, model = None, None
         for step in self.steps:
             key = self._key(step, prev_key)
-            meta = step["dir"] / "stage.json"
+            meta = step.dir / "stage.json"
             info = json.loads(meta.read_text()) if meta.exists() else {}
             if info.get("key") != key:
-                raise EdgesmithError(f"{step['dir']}: step '{step['name']}' has not finished with this recipe; "
+                raise EdgesmithError(f"{step.dir}: step '{step.name}' has not finished with this recipe; "
                                      "run `edgesmith run` first")
             model = self._reload(step, info, model)
+            self.results.setdefault(step.name, StepResult(step, model, info, reused=True))
             prev_key = key
+            yield step, model
+
+    def reload(self) -> torch.nn.Module:
+        """The final model of a finished run, rebuilt from its step folders (nothing re-runs)."""
+        *_, (_, model) = self.models()
         return model.eval()
 
     def write_partial_summary(self) -> None:
-        atomic.write_json(self.out / "summary.json", self.summary(self._infos))
+        atomic.write_json(self.out / "summary.json", self.summary())
 
-    def _reload(self, step: dict, info: dict, prev_model):
-        from edgesmith.pipeline import steps as step_impl
-
-        if step["kind"] == "teacher":
-            return step_impl.load_teacher(self, info, step["dir"])
-        if step["kind"] in ("export", "benchmark"):
+    def _reload(self, step: Step, info: dict, prev_model):
+        if step.kind == TEACHER:
+            return step_impl.load_teacher(self, info, step.dir)
+        if step.kind in (EXPORT, BENCHMARK):
             return prev_model
-        from edgesmith.pipeline.stages import STAGES
-
-        spec = STAGES.get(step["kind"])
-        model = spec.skeleton(self.ctx, prev_model, step["config"], info)
-        return load_weights(model, step["dir"] / "model.safetensors") if spec.weights else model
+        spec = stages().get(step.kind)
+        model = spec.skeleton(self.ctx, prev_model, step.config, info)
+        return load_weights(model, step.dir / "model.safetensors") if spec.weights else model
 
     def save_model(self, model: torch.nn.Module, stage_dir: Path) -> int:
         path = save_weights(model, stage_dir / "model.safetensors")
         return path.stat().st_size
 
     # --------------------------------------------------------------- summary
-    def summary(self, infos: list[dict]) -> dict:
+    def summary(self) -> dict:
+        infos = [r.info for r in self.results.values()]
         by_kind = {i["kind"]: i for i in infos}
-        stages = [_stage_entry(i) for i in infos if i["kind"] not in ("teacher", "export", "benchmark")]
+        stages_ = [_stage_entry(i) for i in infos if i["kind"] not in (TEACHER, EXPORT, BENCHMARK)]
         return {
             "schema": SUMMARY_SCHEMA,
             "edgesmith": __version__,
             "recipe": self.recipe.name,
-            "task": self.ctx.task.kind if "task" in self.ctx.__dict__ else by_kind["teacher"].get("task"),
+            "task": self.ctx.task.kind if "task" in self.ctx.__dict__ else by_kind[TEACHER].get("task"),
             "device": self.ctx.device,
             "out": str(self.out),
-            "teacher": _stage_entry(by_kind["teacher"]),
-            "stages": stages,
-            "exports": by_kind.get("export", {}).get("exports", []),
-            "benchmarks": by_kind.get("benchmark", {}).get("benchmarks", []),
+            "teacher": _stage_entry(by_kind[TEACHER]),
+            "stages": stages_,
+            "exports": by_kind.get(EXPORT, {}).get("exports", []),
+            "benchmarks": by_kind.get(BENCHMARK, {}).get("benchmarks", []),
             "bundle": self.__dict__.get("_bundle"),
         }
+
+
+# how each step kind runs; a recipe stage runs through its registered technique
+STEP_RUNS = {TEACHER: step_impl.run_teacher, EXPORT: step_impl.run_export, BENCHMARK: step_impl.run_benchmark}
 
 
 def _stage_entry(info: dict) -> dict:

@@ -1,21 +1,35 @@
 """The built-in steps of a run: teacher, technique stages, export, benchmark.
-Each ``run_*`` gets the runner, the step, the incoming model and the temporary
-folder that becomes ``DIR/NN-<step>/``; it returns ``(model, info)``."""
+Each ``run_*`` gets the runner, the :class:`~edgesmith.pipeline.plan.Step`, the
+incoming model and the temporary folder that becomes ``DIR/NN-<step>/``; it returns
+``(model, info)``. What an earlier step produced comes from ``runner.results`` (in
+memory), never from its ``stage.json``."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
-from edgesmith.errors import EdgesmithError, ExportError, ParityError
-from edgesmith.export import FORMAT_FOR_RUNTIME
+from edgesmith.compress.stage import stages
+from edgesmith.errors import ExportError, ParityError
+from edgesmith.export import format_for_runtime
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.progress import log
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from edgesmith.conf.recipe import BenchmarkConfig
+    from edgesmith.export.base import ExportArtifact
+    from edgesmith.models.tasks import Task
+    from edgesmith.pipeline.context import RunContext
+    from edgesmith.pipeline.plan import Step, StepResult
+    from edgesmith.pipeline.runner import Runner
 
 
 # ------------------------------------------------------------------ teacher
@@ -23,7 +37,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("EDGESMITH_CACHE", Path.home() / ".cache" / "edgesmith"))
 
 
-def _build_teacher(runner) -> torch.nn.Module:
+def _build_teacher(runner: Runner) -> nn.Module:
     from edgesmith.models import build_arch, load_teacher
 
     ctx, cfg = runner.ctx, runner.recipe.teacher
@@ -37,7 +51,7 @@ def _build_teacher(runner) -> torch.nn.Module:
     return model.eval()
 
 
-def run_teacher(runner, step, model, out: Path):
+def run_teacher(runner: Runner, step: Step, model: nn.Module | None, out: Path) -> tuple[nn.Module, dict]:
     ctx, cfg = runner.ctx, runner.recipe.teacher
     teacher = _build_teacher(runner)
     extra: dict = {"source": cfg.source}
@@ -62,10 +76,10 @@ def run_teacher(runner, step, model, out: Path):
     save_file({"outputs": ctx.teacher_eval_outputs().contiguous()}, str(out / "eval_outputs.safetensors"))
     metrics = ctx.evaluate(ctx.teacher, "teacher", is_teacher=True)
     return ctx.teacher, {**extra, "task": ctx.task.kind, "metrics": metrics, "size_bytes": size,
-                         "path": f"{step['dir'].name}/model.safetensors"}
+                         "path": f"{step.dir.name}/model.safetensors"}
 
 
-def load_teacher(runner, info: dict, stage_dir: Path):
+def load_teacher(runner: Runner, info: dict, stage_dir: Path) -> nn.Module:
     ctx = runner.ctx
     teacher = load_weights(_build_teacher(runner), stage_dir / "model.safetensors")
     ctx.teacher = teacher.to(ctx.device).eval()
@@ -76,36 +90,22 @@ def load_teacher(runner, info: dict, stage_dir: Path):
 
 
 # ------------------------------------------------------------------- stages
-def run_stage(runner, step, model, out: Path):
-    from edgesmith.pipeline.stages import STAGES
-
-    ctx, spec = runner.ctx, STAGES.get(step["kind"])
-    new_model, extra = spec.run(ctx, step["config"], model, out)
+def run_stage(runner: Runner, step: Step, model: nn.Module, out: Path) -> tuple[nn.Module, dict]:
+    STAGES = stages()
+    ctx, spec = runner.ctx, STAGES.get(step.kind)
+    new_model, extra = spec.run(ctx, step.config, model, out)
     new_model.eval()
     if not spec.weights:  # the model passes through; the stage's artifact is its own file
         file = extra.pop("file")
-        return new_model, {**extra, "path": f"{step['dir'].name}/{file}", "config": step["config"].to_dict()}
+        return new_model, {**extra, "path": f"{step.dir.name}/{file}", "config": step.config.to_dict()}
     size = runner.save_model(new_model, out)
-    metrics = ctx.evaluate(new_model, step["name"])
+    metrics = ctx.evaluate(new_model, step.name)
     return new_model, {**extra, "metrics": metrics, "size_bytes": size,
-                       "path": f"{step['dir'].name}/model.safetensors", "config": step["config"].to_dict()}
+                       "path": f"{step.dir.name}/model.safetensors", "config": step.config.to_dict()}
 
 
 # ------------------------------------------------------------------- export
-def example_inputs(ctx, n: int = 2) -> tuple[torch.Tensor, ...]:
-    # fresh contiguous tensors: torch.export guards a sliced view's sizes against
-    # its parent's storage (a seq-64 parent caps the dynamic axis at 63)
-    return tuple(t.clone() for t in ctx.task.prepare(ctx.tensors["eval"].take(slice(0, n)).inputs))
-
-
-def calibration_inputs(ctx, n: int, batch_size: int = 16) -> list[tuple[torch.Tensor, ...]]:
-    """The first ``n`` calibration samples, prepared like :func:`example_inputs`, in batches."""
-    data = ctx.tensors["calibration"]
-    data = data.take(slice(0, min(n, len(data))))
-    return [tuple(t.clone() for t in ctx.task.prepare(b.inputs)) for b in data.batches(batch_size)]
-
-
-def export_task(runner):
+def export_task(runner: Runner) -> Task:
     """The run's task as the exporters see it: for token models, ``max_length`` is the
     sequence length static-shape files are exported at (``export.seq_len``, else the
     longer of ``data.max_length`` and ``benchmark.seq_len``); inputs are truncated at
@@ -119,7 +119,7 @@ def export_task(runner):
     return task if length == task.max_length else dataclasses.replace(task, max_length=length)
 
 
-def export_model(runner, model, fmt: str, out: Path, rel: str, fp32: bool = False) -> dict:
+def export_model(runner: Runner, model: nn.Module, fmt: str, out: Path, rel: str, fp32: bool = False) -> dict:
     """Export ``model`` to ``fmt`` with the recipe's export settings (``fp32``: ignore
     ``export.precision``, as for the teacher and intermediate stages a benchmark measures)."""
     import dataclasses
@@ -131,17 +131,17 @@ def export_model(runner, model, fmt: str, out: Path, rel: str, fp32: bool = Fals
     if fp32:
         cfg = dataclasses.replace(cfg, precision={})
     # only an int8 export calibrates (and only int8 exporters take the keyword)
-    extra = ({"calibration": calibration_inputs(ctx, CALIBRATION_SAMPLES)}
+    extra = ({"calibration": ctx.calibration_inputs(CALIBRATION_SAMPLES)}
              if precision_of(cfg, fmt) == "int8" else {})
     try:
-        art = get_exporter(fmt)().export(model.cpu(), example_inputs(ctx), export_task(runner), out, cfg, **extra)
+        art = get_exporter(fmt)().export(model.cpu(), ctx.example_inputs(), export_task(runner), out, cfg, **extra)
     except ExportError as e:
         log(f"  [red]{fmt}: {e}[/red]")
         return {"format": fmt, "precision": None, "path": None, "size_bytes": None, "parity": None, "error": str(e)}
     return _checked(runner, art, model, rel)
 
 
-def _checked(runner, art, model, rel: str) -> dict:
+def _checked(runner: Runner, art: ExportArtifact, model: nn.Module, rel: str) -> dict:
     """Run the parity check of ``art`` against ``model`` and describe the export."""
     from edgesmith.export.parity import check_parity
 
@@ -156,43 +156,40 @@ def _checked(runner, art, model, rel: str) -> dict:
             "runtime": art.runtime, "parity": parity, **art.info}
 
 
-def quantized_onnx(runner) -> tuple[dict, dict] | None:
-    """``(step, info)`` of the run's last ``quantize`` or ``qat`` stage (its file is
+def quantized_onnx(runner: Runner) -> StepResult | None:
+    """The in-memory result of the run's last ``quantize`` or ``qat`` stage (its file is
     the final model's ONNX), or None."""
-    step = next((s for s in reversed(runner.steps) if s["kind"] in ("quantize", "qat")), None)
-    if step is None:
-        return None
-    return step, json.loads((step["dir"] / "stage.json").read_text())
+    return next((r for r in reversed(runner.results.values())
+                 if r.step.is_stage and not stages().get(r.step.kind).weights), None)
 
 
-def export_quantized(runner, model, quantized: tuple[dict, dict], out: Path, rel: str) -> dict:
+def export_quantized(runner: Runner, model: nn.Module, quantized: StepResult, out: Path, rel: str) -> dict:
     """Ship a quantize stage's file as the ``onnx`` export, parity-checked against the
     fp32 PyTorch model with the tolerance of its precision."""
-    from edgesmith.export.base import ExportArtifact
-    from edgesmith.export.quantize_onnx import TOLERANCES
+    from edgesmith.export.base import TIERS, ExportArtifact
 
-    step, info = quantized
-    src = runner.out / info["path"]
+    step, info = quantized.step, quantized.info
+    src = quantized.file
     out.mkdir(parents=True, exist_ok=True)
     path = out / src.name
     shutil.copyfile(src, path)
     q = info["quantization"]
-    art = ExportArtifact("onnx", info["precision"], path, "onnxruntime", TOLERANCES[info["scheme"]], [path], {
-        "scheme": info["scheme"], "quantized_by": step["name"], "fp32_size_bytes": info["fp32_size_bytes"],
-        "fp32_path": f"{step['dir'].name}/{info['fp32_file']}", "op_histogram": q["op_histogram"],
+    art = ExportArtifact("onnx", info["precision"], path, "onnxruntime", TIERS[info["scheme"]], [path], {
+        "scheme": info["scheme"], "quantized_by": step.name, "fp32_size_bytes": info["fp32_size_bytes"],
+        "fp32_path": f"{step.dir.name}/{info['fp32_file']}", "op_histogram": q["op_histogram"],
         "compute_precision": q["compute_precision"]})
     return _checked(runner, art, model, rel)
 
 
-def run_export(runner, step, model, out: Path):
+def run_export(runner: Runner, step: Step, model: nn.Module, out: Path) -> tuple[nn.Module, dict]:
     quantized = quantized_onnx(runner)
-    exports = [export_quantized(runner, model, quantized, out / fmt, f"{step['dir'].name}/{fmt}")
-               if fmt == "onnx" and quantized else export_model(runner, model, fmt, out / fmt, f"{step['dir'].name}/{fmt}")
+    exports = [export_quantized(runner, model, quantized, out / fmt, f"{step.dir.name}/{fmt}")
+               if fmt == "onnx" and quantized else export_model(runner, model, fmt, out / fmt, f"{step.dir.name}/{fmt}")
                for fmt in runner.recipe.export.formats]
     return model, {"exports": exports}
 
 
-def raise_on_failed_parity(runner, info: dict) -> None:
+def raise_on_failed_parity(runner: Runner, info: dict) -> None:
     bad = [e for e in info["exports"] if e.get("parity") and not e["parity"]["passed"]]
     if bad and runner.parity_gate:
         e = bad[0]
@@ -206,7 +203,7 @@ def raise_on_failed_parity(runner, info: dict) -> None:
 
 
 # ---------------------------------------------------------------- benchmark
-def _bench_inputs(ctx, batch: int, seq_len: int | None) -> dict[str, np.ndarray]:
+def _bench_inputs(ctx: RunContext, batch: int, seq_len: int | None) -> dict[str, np.ndarray]:
     data = ctx.tensors["eval"]
     idx = torch.arange(batch) % len(data)
     inputs = ctx.task.prepare(data.take(idx).inputs)
@@ -221,7 +218,7 @@ def _bench_inputs(ctx, batch: int, seq_len: int | None) -> dict[str, np.ndarray]
     return _feed(ctx.task, inputs)
 
 
-def _eval_inputs(ctx, limit: int | None) -> tuple[tuple[torch.Tensor, ...], str]:
+def _eval_inputs(ctx: RunContext, limit: int | None) -> tuple[tuple[torch.Tensor, ...], str]:
     """The eval (or probe) split's inputs, prepared; a static-shape file gets them
     padded to its shapes (:func:`~edgesmith.export.parity.fit_static`)."""
     data, on = (ctx.probe[1], "probe") if ctx.probe is not None else (ctx.tensors["eval"], "eval")
@@ -230,19 +227,19 @@ def _eval_inputs(ctx, limit: int | None) -> tuple[tuple[torch.Tensor, ...], str]
     return ctx.task.prepare(data.inputs), on
 
 
-def _feed(task, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+def _feed(task: Task, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
     return {n: t.numpy() for n, t in zip(task.input_names, inputs, strict=True)}
 
 
 
 
-def run_benchmark(runner, step, model, out: Path):
+def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tuple[nn.Module, dict]:
     from edgesmith.benchmarks.latency import measure
     from edgesmith.export.parity import fit_static
 
     ctx, cfg = runner.ctx, runner.recipe.benchmark
-    final_name = runner.steps[-3]["name"] if len(runner.steps) > 3 else "teacher"
-    export_info = {e["format"]: e for e in _read_exports(runner)}
+    final_name = runner.final.name
+    export_info = {e["format"]: e for e in runner.result("export").info["exports"]}
     exported = {f: (runner.out / e["path"], e["precision"]) for f, e in export_info.items() if e.get("path")}
     # (name, model, files already made per format, only those files?, name its probe head is cached under)
     candidates = [("teacher", ctx.teacher, {}, False, "teacher")]
@@ -259,7 +256,7 @@ def run_benchmark(runner, step, model, out: Path):
         inputs = _bench_inputs(view, cfg.batch, cfg.seq_len)
         eval_inputs, on = _eval_inputs(view, cfg.eval_samples)
         for runtime in cfg.runtimes:
-            fmt = FORMAT_FOR_RUNTIME.get(runtime)
+            fmt = format_for_runtime(runtime)
             if only_files and fmt not in files:
                 continue
             if fmt is None:
@@ -303,19 +300,16 @@ def run_benchmark(runner, step, model, out: Path):
     return model, {"benchmarks": results}
 
 
-def _intermediate_models(runner, final_name: str):
-    """(name, model) of each finished stage before the final one that changed the
-    weights, rebuilt from its folder (a stage that only reports passes its input on)."""
-    from edgesmith.pipeline.stages import STAGES
-
-    model = None
-    for step in runner.steps:
-        if step["kind"] in ("export", "benchmark") or step["name"] == final_name:
-            break
-        info = json.loads((step["dir"] / "stage.json").read_text())
-        model = runner._reload(step, info, model)
-        if step["kind"] != "teacher" and not STAGES.get(step["kind"]).passes_model_on:
-            yield step["name"], model.eval()
+def _intermediate_models(runner: Runner, final_name: str) -> Iterator[tuple[str, nn.Module]]:
+    """(name, model) of each stage before the final one that changed the weights,
+    from the run's in-memory results (a stage that only reports passes its input on)."""
+    for r in runner.results.values():
+        if r.step.name == final_name or not r.step.is_stage:
+            if r.step.name == final_name:
+                break
+            continue
+        if not stages().get(r.step.kind).passes_model_on:
+            yield r.step.name, r.model.eval()
 
 
 # a step counts as slower only when its p50 is this much above the step before's *and*
@@ -358,13 +352,6 @@ def _compare_with_fp32_parent(results: list[dict], final_name: str) -> None:
                 f"parent on {r['runtime']} ({r['target']}), within run-to-run noise[/yellow]")
 
 
-def _read_exports(runner) -> list[dict]:
-    meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "export"), None)
-    if meta is None or not meta.exists():
-        raise EdgesmithError("benchmark: the export step has not run")
-    return json.loads(meta.read_text())["exports"]
-
-
-def _failed(name: str, runtime: str, cfg, reason: str) -> dict:
+def _failed(name: str, runtime: str, cfg: BenchmarkConfig, reason: str) -> dict:
     return {"target": cfg.targets[0], "runtime": runtime, "model": name, "precision": None, "threads": cfg.threads,
             "batch": cfg.batch, "latency_ms": None, "peak_rss_mb": None, "accuracy": None, "error": reason}

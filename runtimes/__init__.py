@@ -41,16 +41,13 @@ for _cls in (OnnxRuntime, TorchRuntime, LiteRTRuntime, ExecuTorchRuntime, TorchS
     RUNTIMES.register(_cls.name)(_cls)
 del _cls
 
-# Which runtime a suffix loads in when several registered runtimes take it.
-DEFAULT_FOR_SUFFIX = {".onnx": "onnxruntime", ".pt2": "torch"}
-DEFAULT_FOR_SUFFIX.update({".tflite": "litert", ".pte": "executorch", ".ptl": "torchscript-lite"})
 
 
 def runtime_for(path: str | os.PathLike) -> str:
     """Name of the runtime that loads ``path`` by its suffix.
 
-    Where several registered runtimes take the suffix, ``DEFAULT_FOR_SUFFIX``
-    decides, else the first by name.
+    Where several registered runtimes take the suffix, the one that declares it in
+    ``default_for`` wins, else the first by name.
 
     Raises:
         EdgesmithError: No registered runtime loads that suffix.
@@ -58,8 +55,8 @@ def runtime_for(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     matches = [name for name, cls in RUNTIMES.items() if suffix in cls.suffixes]
     if matches:
-        preferred = DEFAULT_FOR_SUFFIX.get(suffix)
-        return preferred if preferred in matches else matches[0]
+        preferred = [name for name in matches if suffix in RUNTIMES.get(name).default_for]
+        return (preferred or matches)[0]
     known = sorted({s for _, cls in RUNTIMES.items() for s in cls.suffixes})
     raise EdgesmithError(
         f"{path}: no runtime loads '{suffix or '(no suffix)'}' files; "

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgesmith.errors import EdgesmithError, MissingExtraError
+from edgesmith.numeric import first_line
 
 
 @dataclass
@@ -36,14 +37,6 @@ class TensorSpec:
     name: str
     shape: list[int | str | None]
     dtype: str
-
-
-def first_line(exc: BaseException) -> str:
-    """Return the first non-empty line of an exception message, or its type name."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
 
 
 def require(module: str, extra: str, what: str = "") -> ModuleType:
@@ -61,8 +54,8 @@ class Runtime(ABC):
 
     Subclasses set ``name``, ``suffixes``, ``extra``, ``backend`` (the package
     they wrap; imported only when a model is loaded, never when edgesmith is) and
-    ``devices`` when they run on more than the CPU, and implement :meth:`_load`,
-    :meth:`_run`, :attr:`inputs` and :attr:`outputs`. Construction checks the
+    ``devices`` when they run on more than the CPU, and implement :meth:`_load`
+    (which sets ``_inputs`` and ``_outputs``) and :meth:`_run`. Construction checks the
     file and turns any loading failure into a one-line :class:`EdgesmithError`.
 
     Args:
@@ -75,6 +68,8 @@ class Runtime(ABC):
     suffixes: ClassVar[tuple[str, ...]]
     extra: ClassVar[str]
     backend: ClassVar[str]
+    # suffixes this runtime loads by default when several registered runtimes take them
+    default_for: ClassVar[tuple[str, ...]] = ()
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def __init__(self, path: str | os.PathLike, threads: int = 1, device: str = "cpu"):
@@ -112,14 +107,15 @@ class Runtime(ABC):
         """Run checked, dtype-cast inputs; return outputs in declared order."""
 
     @property
-    @abstractmethod
     def inputs(self) -> list[TensorSpec]:
-        """Model inputs, in the order the model declares them."""
+        """Model inputs, in the order the model declares them (``_load`` sets ``_inputs``);
+        a dynamic dim is its label (``"batch"``) or None where the file gives it none."""
+        return self._inputs
 
     @property
-    @abstractmethod
     def outputs(self) -> list[TensorSpec]:
-        """Model outputs, in the order :meth:`run` returns them."""
+        """Model outputs, in the order :meth:`run` returns them (``_load`` sets ``_outputs``)."""
+        return self._outputs
 
     @property
     def files(self) -> list[Path]:

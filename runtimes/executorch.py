@@ -79,16 +79,6 @@ class ExecuTorchRuntime(Runtime):
         (text,) = self.program.load_method(_IO_KEY).execute([])
         return json.loads(text)
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        """Inputs in program order; dynamic dims are labels such as ``"batch"``."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        """Outputs, in the order :meth:`run` returns them."""
-        return self._outputs
-
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
         tensors = []

@@ -123,16 +123,6 @@ class LiteRTRuntime(Runtime):
                            for d in self._in_details]
         self._current = [tuple(int(x) for x in d["shape"]) for d in self._in_details]
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        """Inputs in tensor order; a dynamic dim (``-1`` in the file) is ``None``."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        """Outputs, in the order :meth:`run` returns them."""
-        return self._outputs
-
     def _check(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [s.name for s in self._inputs]
         if len(inputs) == len(names) and not set(inputs) & set(names):

@@ -77,6 +77,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     suffixes = (".onnx",)
+    default_for = (".onnx",)  # other runtimes may take ONNX files too (TensorRT builds from them)
     extra = "core"
     backend = "onnxruntime"
     devices = ("cpu", "cuda")
@@ -102,16 +103,6 @@ class OnnxRuntime(Runtime):
                 "(pip install onnxruntime-gpu in place of onnxruntime)"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        """Declared inputs; dynamic dims are their symbolic names or ``None``."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        """Declared outputs, in the order :meth:`run` returns them."""
-        return self._outputs
 
     @property
     def files(self) -> list[Path]:

@@ -58,14 +58,6 @@ class TensorRTRuntime(Runtime):
         dtype = np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))).name
         return TensorSpec(name, shape, dtype)
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
         keep: list[Any] = []  # device tensors must outlive the launch

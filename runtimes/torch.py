@@ -129,16 +129,6 @@ class TorchRuntime(Runtime):
             if s.kind.name == "USER_OUTPUT"
         ]
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        """Tensor inputs, in the order of the exported signature."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        """Flat outputs, in the order :meth:`run` returns them."""
-        return self._outputs
-
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
         flat = [

@@ -70,16 +70,6 @@ class TorchScriptLiteRuntime(Runtime):
             self._inputs = [TensorSpec(a.name, [], "unknown") for a in args]
             self._outputs = []
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        """Inputs in ``forward`` order; dynamic dims are labels such as ``"batch"``."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        """Flat outputs in the order :meth:`run` returns them (empty when the file does not say)."""
-        return self._outputs
-
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
         args = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self._inputs]

@@ -20,13 +20,13 @@ from click.testing import CliRunner
 
 import edgesmith
 from edgesmith.atomic import sha256_file, write_json
+from edgesmith.bundle import load_bundle
+from edgesmith.bundle.loader import MANIFEST
+from edgesmith.bundle.telemetry import UNIT_BINS, DriftMonitor, histogram, psi
 from edgesmith.cli import main
 from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
 from edgesmith.data import build_splits
 from edgesmith.errors import BundleError, RecipeError
-from edgesmith.bundle import load_bundle
-from edgesmith.bundle.loader import MANIFEST
-from edgesmith.bundle.telemetry import UNIT_BINS, DriftMonitor, histogram, psi
 
 TRAIN = 900  # of digits' 1,797: 359 eval (the reference profile), 64 calibration, 474 never seen
 
@@ -310,9 +310,9 @@ def text(tmp_path_factory) -> SimpleNamespace:
     transformers = pytest.importorskip("transformers")
     if not FORTUNES.is_file():
         pytest.skip(f"{FORTUNES} missing: run ./setup.sh (Debian package fortunes)")
+    from edgesmith.bundle.profile import reference_profile
     from edgesmith.data.sources import RawData
     from edgesmith.data.texts import fortune_entries
-    from edgesmith.bundle.profile import reference_profile
     from edgesmith.models.encoder import package_model_path
 
     entries = [t for t in fortune_entries(FORTUNES.read_text(errors="replace")) if len(t) < 300]

@@ -10,10 +10,12 @@ import shutil
 import pytest
 
 import edgesmith
+from edgesmith.compress.stage import stages
 from edgesmith.conf.recipe import load_recipe
 from edgesmith.errors import RecipeError
 from edgesmith.pipeline.runner import Runner
-from edgesmith.pipeline.stages import STAGES
+
+STAGES = stages()
 
 FAST = ["teacher.train.epochs=3", "stages.distill.epochs=3", "stages.prune.epochs=1", "stages.lowrank.epochs=1",
         "export.formats=[]"]
@@ -63,9 +65,7 @@ def test_rerun_reuses_every_stage(run):
 def test_skeletons_load_the_saved_weights_exactly(run):
     out, summary = run
     runner = Runner(load_recipe("digits-quick", FAST), out)
-    model = None
-    for step in runner.steps:
-        model = runner._reload(step, json.loads((step["dir"] / "stage.json").read_text()), model)
+    model = runner.reload()
     lowrank = next(s for s in summary["stages"] if s["name"] == "lowrank")
     assert runner.ctx.evaluate(model, "lowrank") == lowrank["metrics"]  # quantize passes the model on
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from edgesmith.conf.recipe import ExportConfig
 from edgesmith.errors import EdgesmithError, ExportError
-from edgesmith.export import EXPORTERS, FORMAT_FOR_RUNTIME, get_exporter
+from edgesmith.export import FORMATS, format_for_runtime, get_exporter
 from edgesmith.export.parity import check_parity
 from edgesmith.models.cnn import ConvNet
 from edgesmith.models.tasks import ClassificationTask, EmbeddingTask
@@ -132,11 +132,11 @@ def exported(cnn: SimpleNamespace, bert: SimpleNamespace, tmp_path_factory: pyte
 
 
 def test_every_registered_exporter_has_a_case() -> None:
-    assert set(EXPORTERS) == set(CASES) | set(GPU_ONLY), "add a CASES entry for each registered exporter"
-    for name in EXPORTERS:
+    assert set(FORMATS) == set(CASES) | set(GPU_ONLY), "add a CASES entry for each registered exporter"
+    for name in FORMATS:
         cls = get_exporter(name)
         assert cls.name == name and cls.runtime in RUNTIMES and "fp32" in cls.tolerances
-        assert FORMAT_FOR_RUNTIME[cls.runtime] == name, "the benchmark measures this format on that runtime"
+        assert format_for_runtime(cls.runtime) == name, "the benchmark measures this format on that runtime"
         assert cls.suffix in RUNTIMES.get(cls.runtime).suffixes
 
 

@@ -9,9 +9,8 @@ import pytest
 
 import edgesmith
 from edgesmith.errors import ParityError
-from edgesmith.export.base import Tolerance
+from edgesmith.export.base import TIERS, Tolerance
 from edgesmith.export.onnx import OnnxExporter
-from edgesmith.export.quantize_onnx import TOLERANCES
 
 FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "benchmark.iterations=5",
         "benchmark.min_seconds=0", "benchmark.warmup=1", "benchmark.runtimes=[onnxruntime]"]
@@ -21,7 +20,7 @@ def test_gate_stops_then_warns(tmp_path, monkeypatch, edgesmith_cache):
     # an impossible tolerance: any float difference at all fails
     impossible = Tolerance(atol=0.0, min_cosine=1.0 + 1e-9)
     monkeypatch.setitem(OnnxExporter.tolerances, "fp32", impossible)
-    monkeypatch.setitem(TOLERANCES, "int8", impossible)  # digits-quick's onnx export is its quantize stage's file
+    monkeypatch.setitem(TIERS, "int8", impossible)  # digits-quick's onnx export is its quantize stage's file
     out = tmp_path / "run"
     with pytest.raises(ParityError) as e:
         edgesmith.run("digits-quick", out, overrides=FAST)

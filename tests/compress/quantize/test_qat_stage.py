@@ -13,10 +13,10 @@ import torch
 import yaml
 
 import edgesmith
-from edgesmith.compress.qat import QatConfig, prepare_qat
+from edgesmith.compress.quantize.qat import QatConfig, prepare_qat
 from edgesmith.conf.recipe import RECIPES_DIR, load_recipe
 from edgesmith.errors import RecipeError
-from edgesmith.export.quantize_onnx import TOLERANCES
+from edgesmith.export.base import TIERS
 from edgesmith.models.cnn import ConvNet
 
 ort = pytest.importorskip("onnxruntime")
@@ -77,7 +77,7 @@ def test_export_ships_the_qat_file_through_the_parity_gate(run):
     shipped = out / onnx_export["path"]
     assert shipped.read_bytes() == (out / info["path"]).read_bytes()
     parity = onnx_export["parity"]
-    assert parity["passed"] and parity["tolerance"] == TOLERANCES["int8"].to_dict()
+    assert parity["passed"] and parity["tolerance"] == TIERS["int8"].to_dict()
     assert parity["cosine"] >= 0.99 and parity["agreement"] >= 0.95
     bench = {b["model"]: b for b in summary["benchmarks"]}
     assert set(bench) == {"teacher", "qat", "qat-fp32"}

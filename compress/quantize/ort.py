@@ -5,7 +5,7 @@ quantized at run time) and fp16 (fp32 inputs and outputs kept).
 Every result is run in onnxruntime on the calibration batch before it is kept:
 NaN/inf outputs, or an SQNR against the fp32 file below ``min_sqnr_db``, stop
 with one line naming the precision and the number. Named hardware targets live
-in :mod:`edgesmith.export.quantize_presets`.
+in :mod:`edgesmith.compress.quantize.presets`.
 
 Example:
     >>> cfg = OnnxQuantConfig(precision="int8", calibration="percentile")
@@ -33,26 +33,11 @@ import numpy as np
 
 from edgesmith.conf.base import Config, RecipeError, at_least, between
 from edgesmith.errors import EdgesmithError, MissingExtraError, StageError
-from edgesmith.export.base import Tolerance
+from edgesmith.numeric import mean_cosine, sqnr_db
 
-__all__ = ["OnnxQuantConfig", "TOLERANCES", "describe", "per_node_sqnr", "preset", "quantize_onnx", "sqnr_db"]
+__all__ = ["OnnxQuantConfig", "describe", "per_node_sqnr", "quantize_onnx"]
 
 MIN_CALIBRATION_SAMPLES = 8
-# Parity vs the PyTorch model, per precision (edgesmith.export.parity). For int8
-# the cosine is the gate; atol is a coarse net sized for classifier logits
-# (|logit| up to ~30), vacuous for unit-norm embeddings. Measured on this CPU:
-# digits CNNs, static int8 (x86 preset): max diff 1.1-2.5, cosine >= 0.9998
-# (0.993-0.995 when u8 x s8 saturation is left on); dynamic int8: 0.4-1.6,
-# 0.9999. MiniLM dynamic int8 on 128-256 fortunes: max diff 0.03-0.04, cosine
-# 0.995-0.996 (2- and 3-layer students), 0.991 (the 6-layer teacher, min 0.975).
-# fp16: max diff 5e-3-8e-3 on logits, 3e-4 on embeddings, cosine 1 - 1e-7.
-# The same digits-quick int8 file on an AVX-512 VNNI/AMX CPU (other int8 kernels):
-# max diff 4.06 with cosine 0.99975 and 100% top-1 agreement, hence atol 8.
-TOLERANCES: dict[str, Tolerance] = {
-    "int8": Tolerance(atol=8.0, min_cosine=0.99),
-    "int8-dynamic": Tolerance(atol=8.0, min_cosine=0.99),
-    "fp16": Tolerance(atol=2e-2, min_cosine=0.9999),
-}
 _TWO_GB = 2 * 1024**3
 _ORT_MAX_IR = 13  # onnxruntime 1.31 refuses IR 14, onnx 1.23's default for a new model
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "Gather"}
@@ -128,20 +113,6 @@ class OnnxQuantConfig(Config):
             raise RecipeError("float_op_outputs", f"applies to static int8 only, not {self.precision}")
 
 
-def preset(name: str, **overrides: Any) -> OnnxQuantConfig:
-    """A named target's config (``x86``, ``x86-dynamic``, ``tensorrt``, ``fp16``),
-    with ``overrides`` applied; see :mod:`edgesmith.export.quantize_presets`."""
-    from edgesmith.export.quantize_presets import preset as _preset
-
-    return _preset(name, **overrides)
-
-
-def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio ``10 log10(sum ref^2 / sum (ref-out)^2)`` in dB."""
-    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
-    noise = float(np.sum((ref - out) ** 2))
-    signal = float(np.sum(ref**2))
-    return float("inf") if noise == 0 else float(10 * np.log10(max(signal, 1e-30) / noise))
 
 
 def quantize_onnx(
@@ -579,7 +550,7 @@ def _check(ort: Any, src: Path, staged: Path, batches: list[dict], config: OnnxQ
         raise StageError(f"quantize: the {config.precision} model outputs NaN/inf on the calibration "
                          "batch; keep the offending nodes in float (exclude_nodes) or use fp16")
     result = {"sqnr_db": round(sqnr_db(ref, kernel), 2), "reference_sqnr_db": round(sqnr_db(ref, emulated), 2),
-              "cosine": _cosine(ref, got), "max_abs_diff": float(np.abs(ref - got).max()),
+              "cosine": mean_cosine(ref, got), "max_abs_diff": float(np.abs(ref - got).max()),
               "samples": int(len(ref)), "gated_on": config.check_on, "warnings": []}
     lost = result["reference_sqnr_db"] - result["sqnr_db"]
     if config.precision != "fp16" and lost > 6 and not config.reduce_range:
@@ -604,10 +575,6 @@ def _first(batches: list[dict[str, np.ndarray]], samples: int) -> list[dict[str,
             break
     return out
 
-
-def _cosine(ref: np.ndarray, out: np.ndarray) -> float:
-    r, o = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
-    return float(np.mean(np.sum(r * o, 1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-12)))
 
 
 def per_node_sqnr(fp32_path: str | os.PathLike, q_path: str | os.PathLike,

@@ -18,12 +18,14 @@ import yaml
 
 import edgesmith
 from edgesmith.benchmarks.latency import quick_p50
+from edgesmith.compress.quantize import scoring
+from edgesmith.compress.quantize.budget import quantize_to_budget, rank_by_added_noise
+from edgesmith.compress.quantize.ort import quantize_onnx
+from edgesmith.compress.quantize.presets import PRESETS
+from edgesmith.compress.quantize.stage import QuantizeConfig
 from edgesmith.conf.recipe import RECIPES_DIR, load_recipe
 from edgesmith.errors import RecipeError, StageError
-from edgesmith.export.quantize_onnx import TOLERANCES, quantize_onnx
-from edgesmith.export.quantize_presets import PRESETS
-from edgesmith.export.quantize_stage import QuantizeConfig, quantize_to_budget, rank_by_added_noise
-from edgesmith.pipeline import stages as stage_impl
+from edgesmith.export.base import TIERS
 from edgesmith.pipeline.runner import Runner
 
 ort = pytest.importorskip("onnxruntime")
@@ -84,7 +86,7 @@ def test_export_ships_the_int8_file_through_the_parity_gate(run):
     assert shipped.parent == out / "02-export" / "onnx"
     assert shipped.read_bytes() == (out / info["path"]).read_bytes()
     parity = onnx_export["parity"]
-    assert parity["passed"] and parity["tolerance"] == TOLERANCES["int8"].to_dict()
+    assert parity["passed"] and parity["tolerance"] == TIERS["int8"].to_dict()
     assert parity["max_abs_diff"] > 1e-3, "parity ran against the fp32 PyTorch model, not the int8 file"
     assert parity["cosine"] >= 0.999 and parity["agreement"] >= 0.97
     bench = {b["model"]: b for b in summary["benchmarks"]}
@@ -135,7 +137,7 @@ def test_every_preset_ships_through_the_export(run, tmp_path, name):
     info = json.loads((out / "01-quantize" / "stage.json").read_text())
     (export,) = summary["exports"]
     assert (export["precision"], export["scheme"]) == (precision, scheme)
-    assert export["parity"]["tolerance"] == TOLERANCES[scheme].to_dict()
+    assert export["parity"]["tolerance"] == TIERS[scheme].to_dict()
     # symmetric s8 activations saturate in onnxruntime's int16-accumulating AVX2 kernels (11 vs 38 dB):
     # reported, not hidden; VNNI/AMX kernels accumulate in int32 and pass (max diff 0.21, cosine 0.99995)
     assert export["parity"]["passed"] is (name != "tensorrt" or _int8_dot_product_cpu()), export["parity"]
@@ -313,13 +315,13 @@ def test_run_time_errors_name_the_stage_key(run, tmp_path, stage, message):
 def test_nan_outputs_stop_the_stage_in_one_line(run, tmp_path, monkeypatch):
     out = tmp_path / "run"
     shutil.copytree(run[0], out)
-    real = stage_impl._onnx_outputs
+    real = scoring.onnx_outputs
 
     def nan_when_int8(path, *args):
         outs = real(path, *args)
         return [np.full_like(o, np.nan) for o in outs] if "int8" in path.name else outs
 
-    monkeypatch.setattr(stage_impl, "_onnx_outputs", nan_when_int8)
+    monkeypatch.setattr(scoring, "onnx_outputs", nan_when_int8)
     with pytest.raises(StageError, match=r"^stages\[0\] \(quantize\): model\.int8\.onnx outputs NaN/inf on the eval "
                                          r"split; keep the offending nodes in float") as e:
         edgesmith.run(_recipe(), out, from_stage="quantize")

@@ -1,5 +1,5 @@
 """Named quantization targets for ONNX files: each returns an ordinary
-:class:`~edgesmith.export.quantize_onnx.OnnxQuantConfig` the user can edit
+:class:`~edgesmith.compress.quantize.ort.OnnxQuantConfig` the user can edit
 (Optimum's ``AutoQuantizationConfig.avx512_vnni()``).
 
 Example:
@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from edgesmith.compress.quantize.ort import OnnxQuantConfig
 from edgesmith.conf.base import RecipeError
-from edgesmith.export.quantize_onnx import OnnxQuantConfig
 from edgesmith.registry import Registry
 
 __all__ = ["PRESETS", "preset"]

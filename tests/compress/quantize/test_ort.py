@@ -1,4 +1,4 @@
-"""edgesmith.export.quantize_onnx: static int8 (QDQ), dynamic int8 and fp16 of real
+"""edgesmith.compress.quantize.ort: static int8 (QDQ), dynamic int8 and fp16 of real
 fp32 ONNX exports (a CNN trained on sklearn digits, a 2-layer student of the real
 MiniLM fed real text), run in onnxruntime and held to numbers: accuracy against
 fp32, SQNR, cosine, file size, parity with the PyTorch model."""
@@ -14,22 +14,17 @@ import pytest
 import torch
 from torch import nn
 
+from edgesmith.compress.quantize.ort import OnnxQuantConfig, per_node_sqnr, quantize_onnx
+from edgesmith.compress.quantize.presets import PRESETS, preset
 from edgesmith.conf.base import RecipeError
 from edgesmith.conf.recipe import ExportConfig
 from edgesmith.errors import StageError
+from edgesmith.export.base import TIERS
 from edgesmith.export.onnx import OnnxExporter
 from edgesmith.export.parity import check_parity
-from edgesmith.export.quantize_onnx import (
-    TOLERANCES,
-    OnnxQuantConfig,
-    per_node_sqnr,
-    preset,
-    quantize_onnx,
-    sqnr_db,
-)
-from edgesmith.export.quantize_presets import PRESETS
 from edgesmith.models.cnn import ConvNet
 from edgesmith.models.tasks import ClassificationTask, EmbeddingTask
+from edgesmith.numeric import sqnr_db
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -135,7 +130,7 @@ def test_static_int8_qdq_keeps_digit_accuracy(cnn, quantized, method: str) -> No
     assert info["fp32_size_bytes"] == cnn.art.size_bytes and info["size_bytes"] < 0.8 * cnn.art.size_bytes
     assert info["size_bytes"] == path.stat().st_size
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
-    art = dataclasses.replace(cnn.art, path=path, files=[path], precision="int8", tolerance=TOLERANCES["int8"])
+    art = dataclasses.replace(cnn.art, path=path, files=[path], precision="int8", tolerance=TIERS["int8"])
     parity = check_parity(art, cnn.model, cnn.task, cnn.held_out, samples=256)
     assert parity["passed"] and parity["agreement"] >= 0.97, parity
 
@@ -273,7 +268,7 @@ def test_dynamic_int8_minilm_student(minilm) -> None:
           f"SQNR {sqnr_db(ref, got):.1f} dB size {info['size_bytes']} / {info['fp32_size_bytes']}")
     assert cos.mean() >= 0.99 and cos.min() >= 0.98
     art = dataclasses.replace(minilm.art, path=out, files=[out], precision="int8-dynamic",
-                              tolerance=TOLERANCES["int8-dynamic"])
+                              tolerance=TIERS["int8-dynamic"])
     parity = check_parity(art, minilm.model, minilm.task, minilm.held_out, samples=32)
     assert parity["passed"], parity
 

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from edgesmith.benchmarks.qat import imbalance_channels, mobilenet_digits
-from edgesmith.compress.ptq import SmoothedLinear, WeightQuant, correct_bias, equalize, smooth
+from edgesmith.compress.quantize.transforms import (
+    SmoothedLinear,
+    WeightQuant,
+    correct_bias,
+    equalize,
+    smooth,
+)
 from edgesmith.errors import RecipeError
 from edgesmith.models.cnn import ConvNet
 
@@ -81,9 +87,10 @@ def test_equalize_keeps_fp32_and_rescues_per_tensor_weights(imbalanced, digits):
 
 def test_equalize_lifts_onnxruntime_per_tensor_int8(imbalanced, digits, tmp_path):
     """End to end: the x86 preset with per-tensor weights in onnxruntime."""
+    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.export import get_exporter
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx, sqnr_db
     from edgesmith.models.tasks import ClassificationTask
+    from edgesmith.numeric import sqnr_db
 
     ort = pytest.importorskip("onnxruntime")
     task, cfg = ClassificationTask([0.0], [1.0]), SimpleNamespace(opset=18, dynamic_batch=True)
@@ -217,7 +224,7 @@ def test_bias_correction_removes_the_mean_output_shift():
 def test_bias_correction_passes_converge_to_the_one_pass_sweep(monkeypatch):
     """Batches that do not concatenate are corrected by whole-model passes; converged,
     they give the layer-by-layer sweep's biases (a ReLU chain five layers deep)."""
-    from edgesmith.compress import ptq
+    from edgesmith.compress.quantize import transforms as ptq
 
     torch.manual_seed(0)
     net = nn.Sequential(*[m for _ in range(5) for m in (nn.Conv2d(6, 6, 3, padding=1), nn.ReLU())]).eval()
@@ -280,9 +287,10 @@ def test_smoothquant_keeps_fp32_and_smooths_the_layernorm_groups(outlier_bert):
 
 
 def test_smoothquant_raises_onnxruntime_static_int8_sqnr(outlier_bert, tmp_path):
+    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.export import get_exporter
-    from edgesmith.export.quantize_onnx import preset, quantize_onnx, sqnr_db
     from edgesmith.models.tasks import EmbeddingTask
+    from edgesmith.numeric import sqnr_db
 
     ort = pytest.importorskip("onnxruntime")
     model, calib, test = outlier_bert
