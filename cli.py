@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edgesmith import __version__
-from edgesmith.errors import DataError, EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 
 
 def _quiet_libraries() -> None:
@@ -123,11 +123,11 @@ def show(run_dir: Path) -> None:
 
     path = run_dir / "summary.json" if run_dir.is_dir() else run_dir
     if not path.exists():
-        raise EdgesmithError(f"{path}: no summary.json here; run `edgesmith run` first")
+        raise UserError(f"{path}: no summary.json here; run `edgesmith run` first")
     try:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise EdgesmithError(f"{path}: not valid JSON ({e})") from None
+        raise UserError(f"{path}: not valid JSON ({e})") from None
     _print_tables(summary)
 
 
@@ -137,7 +137,7 @@ def _ints(text: str, name: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise EdgesmithError(f"--{name} {text}: expected positive integers separated by commas, e.g. 1,2,4")
+        raise UserError(f"--{name} {text}: expected positive integers separated by commas, e.g. 1,2,4")
     return values
 
 
@@ -202,7 +202,7 @@ def dashboard(db: Path, out: Path) -> None:
     from edgesmith.benchmarks.dashboard import render
 
     if not db.exists():
-        raise EdgesmithError(f"{db}: no such results store; create one with `edgesmith run --db {db}`")
+        raise UserError(f"{db}: no such results store; create one with `edgesmith run --db {db}`")
     _console().print(f"dashboard: {render(db, out)}")
 
 
@@ -215,7 +215,7 @@ def results(db: Path, import_path: Path | None, export_path: Path | None) -> Non
     from edgesmith.benchmarks.store import ResultsStore
 
     if import_path is None and export_path is None:
-        raise EdgesmithError("results: pass --import FILE and/or --export FILE")
+        raise UserError("results: pass --import FILE and/or --export FILE")
     with ResultsStore(db) as store:
         if import_path is not None:
             csv_in = import_path.suffix.lower() == ".csv"

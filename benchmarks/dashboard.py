@@ -24,7 +24,7 @@ from typing import Any
 
 from edgesmith.atomic import write_text
 from edgesmith.benchmarks.store import ResultsStore
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 
 ASSETS = Path(__file__).with_name("dashboard.js"), Path(__file__).with_name("dashboard.css")
 BENCH_FIELDS = (
@@ -133,7 +133,7 @@ def render(store_or_path: ResultsStore | str | Path, out_html: str | Path) -> Pa
     else:
         path = Path(store_or_path)
         if not path.is_file():
-            raise EdgesmithError(f"{path}: no such results database")
+            raise UserError(f"{path}: no such results database")
         with ResultsStore(path) as store:
             data = dashboard_data(store)
     return write_text(out_html, render_html(data))

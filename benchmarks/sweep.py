@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.benchmarks.targets import get_target
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.progress import progress_bar
 
 # Input names whose integer values are segment ids (0 for a single sentence), not token ids.
@@ -85,7 +85,7 @@ def sweep(
     """
     path = Path(model)
     if not path.exists():
-        raise EdgesmithError(f"{path}: no such model file")
+        raise UserError(f"{path}: no such model file")
     tgt = get_target(target, **(target_options or {}))
     specs = input_specs(path, runtime) if tgt.takes_inputs else []
     has_seq = any(sum(not isinstance(d, int) for d in s.shape) > 1 for s in specs)

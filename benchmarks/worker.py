@@ -32,7 +32,7 @@ import numpy as np
 from edgesmith.atomic import write_bytes, write_json
 from edgesmith.benchmarks.fingerprint import fingerprint
 from edgesmith.benchmarks.stats import summarize
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 from edgesmith.runtimes import RUNTIMES, Runtime, runtime_for
 from edgesmith.runtimes.base import first_line
 
@@ -135,9 +135,9 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     warmup, iterations = int(spec.get("warmup", 10)), int(spec.get("iterations", 100))
     min_seconds = float(spec.get("min_seconds", 1.0))
     if iterations < 1:
-        raise EdgesmithError(f"iterations must be at least 1, got {iterations}")
+        raise UserError(f"iterations must be at least 1, got {iterations}")
     if not Path(model).is_file():
-        raise EdgesmithError(f"{model}: no such model file")
+        raise UserError(f"{model}: no such model file")
     inputs = _npz(spec["inputs"])
     first = next(iter(inputs.values()), np.zeros(()))
     batch = int(spec.get("batch") or (first.shape[0] if first.ndim else 1))

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgesmith.conf.base import Config, RecipeError, at_least, between
-from edgesmith.errors import EdgesmithError, MissingExtraError, StageError
+from edgesmith.errors import EdgesmithError, MissingExtraError, StageError, UserError
 from edgesmith.export.base import Tolerance
 
 __all__ = ["OnnxQuantConfig", "TOLERANCES", "describe", "per_node_sqnr", "preset", "quantize_onnx", "sqnr_db"]
@@ -168,7 +168,7 @@ def quantize_onnx(
     onnx = _require("onnx")
     src, out = Path(fp32_path).absolute(), Path(out_path).absolute()
     if not src.is_file():
-        raise EdgesmithError(f"{src}: no such ONNX file to quantize")
+        raise UserError(f"{src}: no such ONNX file to quantize")
     start = time.perf_counter()
     batches = _take(calibration, config, _input_types(onnx.load(str(src), load_external_data=False)))
     fp32_size = sum(p.stat().st_size for p in _model_files(src))

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from edgesmith import __version__, atomic
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.pipeline.context import RunContext
@@ -29,7 +29,7 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgesmithError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise UserError(f"--device {device}: no CUDA device is available here; use --device cpu")
     return device
 
 
@@ -43,7 +43,7 @@ class Runner:
         self.steps = self._plan()
         names = [s["name"] for s in self.steps]
         if from_stage is not None and from_stage not in names:
-            raise EdgesmithError(f"--from {from_stage}: no such stage; stages are: {', '.join(names)}")
+            raise UserError(f"--from {from_stage}: no such stage; stages are: {', '.join(names)}")
         self.force_from = names.index(from_stage) if from_stage else None
 
     def _plan(self) -> list[dict]:
@@ -114,8 +114,8 @@ class Runner:
             if step["kind"] == "export":
                 step_impl.raise_on_failed_parity(self, info)
         if any(s["kind"] == "export" for s in self.steps):  # last: DIR/bundle/ from the exports
-            from edgesmith.errors import BundleError
             from edgesmith.bundle.writer import write_bundle
+            from edgesmith.errors import BundleError
 
             try:
                 self._bundle = write_bundle(self, model)
@@ -138,7 +138,7 @@ class Runner:
             meta = step["dir"] / "stage.json"
             info = json.loads(meta.read_text()) if meta.exists() else {}
             if info.get("key") != key:
-                raise EdgesmithError(f"{step['dir']}: step '{step['name']}' has not finished with this recipe; "
+                raise UserError(f"{step['dir']}: step '{step['name']}' has not finished with this recipe; "
                                      "run `edgesmith run` first")
             model = self._reload(step, info, model)
             prev_key = key

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime, TensorSpec
 from edgesmith.runtimes.executorch import ExecuTorchRuntime
@@ -61,7 +61,7 @@ def runtime_for(path: str | os.PathLike) -> str:
         preferred = DEFAULT_FOR_SUFFIX.get(suffix)
         return preferred if preferred in matches else matches[0]
     known = sorted({s for _, cls in RUNTIMES.items() for s in cls.suffixes})
-    raise EdgesmithError(
+    raise UserError(
         f"{path}: no runtime loads '{suffix or '(no suffix)'}' files; "
         f"pass runtime= one of {', '.join(RUNTIMES)} or use one of: {', '.join(known)}"
     )
@@ -90,7 +90,7 @@ def load(
         MissingExtraError: The runtime's package is not installed.
     """
     if not Path(path).is_file():
-        raise EdgesmithError(f"{path}: no such model file")
+        raise UserError(f"{path}: no such model file")
     cls = RUNTIMES.get(runtime if runtime is not None else runtime_for(path))
     return cls(path, threads=threads, device=device)
 

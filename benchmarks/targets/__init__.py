@@ -25,7 +25,7 @@ import importlib
 from typing import Any
 
 from edgesmith.benchmarks.targets.base import Target
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.registry import Registry
 
 __all__ = ["TARGETS", "Target", "get_target", "scheme"]
@@ -52,7 +52,7 @@ def get_target(target: str, **options: Any) -> Target:
     """
     name = scheme(target)
     if name not in TARGETS:
-        raise EdgesmithError(
+        raise UserError(
             f"--target {target}: unknown target; use cpu, cuda, ssh://user@host[:port], adb or adb://SERIAL"
         )
     module, _, cls_name = TARGETS.get(name).partition(":")
@@ -61,7 +61,7 @@ def get_target(target: str, **options: Any) -> Target:
     wrong = sorted(set(given) - set(cls.options))
     if wrong:
         flags = ", ".join("--" + w.replace("_", "-") for w in wrong)
-        raise EdgesmithError(
+        raise UserError(
             f"{flags}: not an option of {name} targets (it takes: "
             f"{', '.join(cls.options) or 'none'})"
         )

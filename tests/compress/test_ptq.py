@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgesmith.benchmarks.qat import imbalance_channels, mobilenet_digits
 from edgesmith.compress.ptq import SmoothedLinear, WeightQuant, correct_bias, equalize, smooth
 from edgesmith.errors import RecipeError
 from edgesmith.models.cnn import ConvNet
+from edgesmith.models.mobilenet import imbalance_channels, mobilenet_digits
 
 
 def _sqnr(ref: torch.Tensor, out: torch.Tensor) -> float:
