@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -105,27 +106,60 @@ def ops_summary(export: dict) -> str:
     return f"{sum(hist.values())} ops" if hist else "-"
 
 
-def benchmarks_table(summary: dict) -> Table:
+def benchmarks_table(summary: dict, width: int | None = None) -> Table:
+    """One row per measurement. Under 120 columns (``width``) the table drops p90, p99,
+    the ops and (when all rows share one) the target, and folds long cells instead of
+    cutting them, so it stays readable at 80 columns. The caption gives the harness
+    overhead measured on each target (differences below it are not told apart)."""
+    compact = width is not None and width < 120
+    rows = summary.get("benchmarks", [])
+    targets = {b.get("target") for b in rows}
+    cols = ["model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
+            "accuracy", "vs step before", "ops"]
+    if compact:
+        cols = [c for c in cols if c not in ("p90", "p99", "ops", "threads", "batch")
+                and not (c == "target" and len(targets) == 1)]
+        cols.insert(cols.index("p50"), "t×b")
     t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
-    for c in ("model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
-              "accuracy", "vs step before", "ops"):
-        t.add_column(c)
+    for c in cols:
+        t.add_column(c, overflow="fold", justify="right" if c in ("p50", "p90", "p99", "peak RSS", "accuracy") else "left")
     final = (summary.get("stages") or [{}])[-1].get("name")
     exports = {(e["format"], e.get("precision")): e for e in summary.get("exports", []) if not e.get("error")}
-    for b in summary.get("benchmarks", []):
+    for b in rows:
         lat = b.get("latency_ms")
+        model = b["model"] + (f" ({b['format']})" if b.get("format") and compact else "")
+        cells = {"model": model, "runtime": b["runtime"] or "-", "target": b["target"], "threads": str(b["threads"]),
+                 "batch": str(b["batch"]), "t×b": f"{b['threads']}×{b['batch']}"}
         if not lat:
-            t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                      f"[red]{b.get('error')}[/red]", "", "", "", "", "", "", "")
+            cells["p50"] = f"[red]{escape(str(b.get('error')))}[/red]"
+            t.add_row(*[cells.get(c, "") for c in cols])
             continue
         ci = lat.get("p50_ci")
         # a device tool may print no percentiles (adb: benchmark_model): show its mean, marked
-        p50 = f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else f"{lat['mean']:.3f} ms (mean)"
-        t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                  p50, f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", _ms(lat.get("p90")), _ms(lat.get("p99")),
-                  "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")),
-                  _vs_previous(b), _ops_of(b, final, exports))
+        cells.update({
+            "p50": f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else f"{lat['mean']:.3f} ms (mean)",
+            "p50 95% CI": f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", "p90": _ms(lat.get("p90")),
+            "p99": _ms(lat.get("p99")), "accuracy": _pct(b.get("accuracy")), "vs step before": _vs_previous(b),
+            "peak RSS": "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB",
+            "ops": _ops_of(b, final, exports)})
+        t.add_row(*[cells.get(c, "") for c in cols])
+    notes = overhead_notes(rows)
+    if notes:
+        t.caption, t.caption_justify = "\n".join(notes), "left"
     return t
+
+
+def overhead_notes(rows: list[dict]) -> list[str]:
+    """One line per target: the harness overhead measured there (median over its rows)."""
+    import statistics
+
+    by_target: dict[str, list[float]] = {}
+    for b in rows:
+        o = (b.get("protocol") or {}).get("overhead_ms")
+        if o is not None:
+            by_target.setdefault(b.get("target") or "cpu", []).append(o)
+    return [f"harness overhead on {t} (no-op model, same inputs): p50 {statistics.median(v) * 1000:.1f} µs; "
+            "smaller differences are not told apart" for t, v in sorted(by_target.items())]
 
 
 def _vs_previous(b: dict) -> str:

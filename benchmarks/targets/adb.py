@@ -169,6 +169,7 @@ class AdbTarget(Target):
 
     options = ("benchmark_model", "adb", "timeout_s")
     takes_inputs = False
+    suffixes = (".tflite",)
 
     def __init__(
         self,
