@@ -54,6 +54,7 @@ def _runtime_names() -> list[str]:
 
 RUNTIME_ALIASES = {"tflite": "litert"}
 RUNTIME_CHOICE = click.Choice(_runtime_names())
+RUNTIME_HELP = "one of " + ", ".join(_runtime_names()) + " (tflite = litert)"
 
 
 class _Group(click.Group):
@@ -90,10 +91,12 @@ def _print_tables(summary: dict) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog="""\b
 Examples:
-  edgesmith run digits-quick                 # every stage on sklearn digits, about 2 min
+  edgesmith run digits-quick      # every stage on sklearn digits
   edgesmith predict runs/digits-quick/bundle digit.png
-  edgesmith bench runs/digits-quick/bundle --db results.db && edgesmith dashboard results.db
-Exit codes: 0 ok, 1 the model or a runtime failed, 2 a user mistake, 130 interrupted.""")
+  edgesmith bench runs/digits-quick/bundle --db results.db
+  edgesmith dashboard results.db -o report.html
+Exit codes: 0 ok, 1 the model or a runtime failed, 2 a user mistake,
+130 interrupted.""")
 @click.version_option(__version__, prog_name="edgesmith")
 @click.option("--quiet", "-q", is_flag=True, help="Only results and errors: no progress or stage lines.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show third-party logs (absl, oneDNN, XNNPACK, ...).")
@@ -107,7 +110,7 @@ def main(quiet: bool = False, verbose: bool = False) -> None:
 @main.command(short_help="Run a recipe: teacher to verified, benchmarked bundle.", epilog="""\b
 Examples:
   edgesmith run digits-quick
-  edgesmith run conf/recipes/fashion-mnist.yaml --set stages.distill.epochs=1 --out runs/fm
+  edgesmith run fashion-mnist --set stages.distill.epochs=1 --out runs/fm
   edgesmith run digits-quick --from export --db results.db""")
 @click.argument("recipe", required=False)
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Run directory (default runs/<recipe name>).")
@@ -211,11 +214,11 @@ def _ints(text: str, name: str) -> list[int]:
 Examples:
   edgesmith bench model.onnx --threads 1,2 --batch 1,8 --db results.db
   edgesmith bench runs/digits-quick/bundle --target cpu --db results.db
-  edgesmith bench model.tflite --target adb --benchmark-model ./benchmark_model
-  edgesmith bench runs/digits-quick --db results.db     # import a run's results""")
+  edgesmith bench model.tflite --target adb --benchmark-model ./bm
+  edgesmith bench runs/digits-quick --db results.db   # import its results""")
 @click.argument("model", type=click.Path(path_type=Path), metavar="MODEL|BUNDLE|RUN_DIR")
-@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias,
-              help="Runtime (default: by file suffix; for a bundle: every format in it).")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime, {RUNTIME_HELP}; default: by file suffix (a bundle: every format in it).")
 @click.option("--target", default="cpu", show_default=True,
               help="cpu, cuda, ssh://user@host[:port] (a machine with edgesmith) or adb[://SERIAL] (Android).")
 @click.option("--remote-python", help="ssh targets: the remote Python that has edgesmith (default python3).")
@@ -303,7 +306,7 @@ def dashboard(db: Path, out: Path) -> None:
 @main.command(short_help="Import into or export from a results store.", epilog="""\b
 Examples:
   edgesmith results results.db --export all.json
-  edgesmith results results.db --import benchmarks/studies/results/2026-12-02-xeon-2core.json""")
+  edgesmith results results.db --import other-machine.json""")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--import", "import_path", type=click.Path(path_type=Path), help="Add a .json or .csv export.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), help="Write all results to .json or .csv.")
@@ -330,8 +333,8 @@ Examples:
   edgesmith predict runs/minilm-sentiment/bundle "a warm, funny film" --json""")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_", metavar="INPUT")
-@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias,
-              help="Runtime to run in (default: the first format that passed parity; tflite = litert).")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
 @click.option("--top-k", "top_k", default=3, show_default=True, help="Classes shown per input.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--telemetry", type=click.Path(path_type=Path), metavar="FILE.jsonl",
@@ -395,8 +398,8 @@ Example:
   edgesmith drift runs/fashion-mnist/bundle animal-images.npz""")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_", metavar="INPUT")
-@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias,
-              help="Runtime to run in (default: the first format that passed parity; tflite = litert).")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the drift report as JSON instead of a table.")
 def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None:
     """Compare all of INPUT (as for predict) with BUNDLE's reference profile: PSI per
