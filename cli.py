@@ -71,21 +71,23 @@ class _Group(click.Group):
 
 
 def _console():
+    """The terminal's console; without a TTY, a wide one (``COLUMNS``, default 200) so
+    tables in logs are neither folded nor cut."""
     from rich.console import Console
 
     c = Console()
-    return c if c.is_terminal else Console(width=140)
+    return c if c.is_terminal else Console(width=int(os.environ.get("COLUMNS") or 200))
 
 
 def _print_tables(summary: dict) -> None:
     from edgesmith.pipeline.report import benchmarks_table, exports_table, summary_table
 
     console = _console()
-    console.print(summary_table(summary))
+    console.print(summary_table(summary, width=console.width))
     if summary.get("exports"):
-        console.print(exports_table(summary))
+        console.print(exports_table(summary, width=console.width))
     if summary.get("benchmarks"):
-        console.print(benchmarks_table(summary))
+        console.print(benchmarks_table(summary, width=console.width))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -105,6 +107,10 @@ def main(quiet: bool = False, verbose: bool = False) -> None:
     if quiet:
         os.environ["EDGESMITH_QUIET"] = "1"
     _quiet_libraries(verbose)
+    if not verbose:
+        from edgesmith.progress import filter_native_noise
+
+        filter_native_noise()
 
 
 @main.command(short_help="Run a recipe: teacher to verified, benchmarked bundle.", epilog="""\b
