@@ -23,6 +23,16 @@ def _params(n: int | None) -> str:
     return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
 
 
+def size_change(ratio: float) -> str:
+    """``fp32 size / new size`` as words: ``2.17x smaller`` or, marked, ``2.20x larger``.
+
+    Example:
+        >>> size_change(2.0), size_change(0.5)
+        ('2.00x smaller', '[yellow]2.00x larger[/yellow]')
+    """
+    return f"{ratio:.2f}x smaller" if ratio >= 1 else f"[yellow]{1 / ratio:.2f}x larger[/yellow]"
+
+
 def _p50(v: float) -> str:
     return f"{v:.3f} ms" if v < 10 else f"{v:.2f} ms"  # three digits even for a tiny model's 0.013 ms
 
