@@ -214,7 +214,8 @@ class ExportConfig(Config):
 
 @dataclass
 class BenchmarkConfig(Config):
-    targets: list[Literal["cpu", "cuda"]] = field(default_factory=lambda: ["cpu"])
+    # target strings of the registry in edgesmith.benchmarks.targets: cpu, cuda, ssh://user@host[:port], adb[://SERIAL]
+    targets: list[str] = field(default_factory=lambda: ["cpu"])
     runtimes: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
     threads: int = field(default=1, metadata=at_least(1))
     batch: int = field(default=1, metadata=at_least(1))
@@ -228,11 +229,20 @@ class BenchmarkConfig(Config):
     stages: Literal["final", "all"] = "final"
 
     def validate(self) -> None:
+        from edgesmith.benchmarks.targets import check_target
+        from edgesmith.errors import UserError
         from edgesmith.runtimes import RUNTIMES
 
         for i, r in enumerate(self.runtimes):
             if r not in RUNTIMES:
                 raise RecipeError(f"runtimes[{i}]", RUNTIMES.unknown_message(r))
+        if not self.targets:
+            raise RecipeError("targets", "needs at least one target, e.g. [cpu]")
+        for i, t in enumerate(self.targets):
+            try:
+                check_target(t)
+            except UserError as e:
+                raise RecipeError(f"targets[{i}]", str(e).removeprefix(f"--target {t}: ")) from None
 
 
 @dataclass

@@ -237,7 +237,7 @@ def _feed(task, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
 
 
 def run_benchmark(runner, step, model, out: Path):
-    from edgesmith.benchmarks.latency import measure
+    from edgesmith.benchmarks.targets import measure_on
     from edgesmith.export.parity import fit_static
 
     ctx, cfg = runner.ctx, runner.recipe.benchmark
@@ -279,10 +279,10 @@ def run_benchmark(runner, step, model, out: Path):
                 static = entry.get("static_shapes")
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
-                r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
-                            iterations=cfg.iterations, min_seconds=cfg.min_seconds,
-                            eval_inputs=_feed(view.task, fit_static(eval_inputs, view.task, static)),
-                            eval_batch=64)
+                r = measure_on(target, path, runtime, inputs, threads=cfg.threads, warmup=cfg.warmup,
+                               iterations=cfg.iterations, min_seconds=cfg.min_seconds,
+                               eval_inputs=_feed(view.task, fit_static(eval_inputs, view.task, static)),
+                               eval_batch=64)
                 outputs = r.pop("eval_outputs", None)
                 acc = ctx.score_outputs(outputs, head, m, on) if outputs is not None else None
                 results.append({"target": target, "runtime": runtime, "model": name, "precision": precision,
