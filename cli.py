@@ -11,15 +11,50 @@ from pathlib import Path
 import click
 
 from edgesmith import __version__
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
+
+NOISY_LOGGERS = ("torch.utils._pytree", "torch._dynamo", "torch.onnx", "transformers", "onnxscript", "absl",
+                 "tensorflow", "executorch", "coremltools", "torchao", "root")
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _quiet_libraries(verbose: bool = False) -> None:
+    """Silence third-party chatter (absl, oneDNN, XNNPACK, TF, Hugging Face) unless --verbose."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    for name in ("torch.utils._pytree", "torch._dynamo", "torch.onnx", "transformers", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("ONEDNN_VERBOSE", "0")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(None if name == "root" else name).setLevel(logging.ERROR)
+
+
+def _runtime_alias(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``tflite`` (the format's name in every table) is accepted for the ``litert`` runtime."""
+    return RUNTIME_ALIASES.get(value, value)
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value or ""):
+        raise click.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _runtime_names() -> list[str]:
+    from edgesmith.runtimes import RUNTIMES
+
+    return [*RUNTIMES, *RUNTIME_ALIASES]
+
+
+RUNTIME_ALIASES = {"tflite": "litert"}
+RUNTIME_CHOICE = click.Choice(_runtime_names())
+RUNTIME_HELP = "one of " + ", ".join(_runtime_names()) + " (tflite = litert)"
 
 
 class _Group(click.Group):
@@ -36,40 +71,64 @@ class _Group(click.Group):
 
 
 def _console():
+    """The terminal's console; without a TTY, a wide one (``COLUMNS``, default 200) so
+    tables in logs are neither folded nor cut."""
     from rich.console import Console
 
     c = Console()
-    return c if c.is_terminal else Console(width=140)
+    return c if c.is_terminal else Console(width=int(os.environ.get("COLUMNS") or 200))
 
 
 def _print_tables(summary: dict) -> None:
     from edgesmith.pipeline.report import benchmarks_table, exports_table, summary_table
 
     console = _console()
-    console.print(summary_table(summary))
+    console.print(summary_table(summary, width=console.width))
     if summary.get("exports"):
-        console.print(exports_table(summary))
+        console.print(exports_table(summary, width=console.width))
     if summary.get("benchmarks"):
-        console.print(benchmarks_table(summary))
+        console.print(benchmarks_table(summary, width=console.width))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="""\b
+Examples:
+  edgesmith run digits-quick      # every stage on sklearn digits
+  edgesmith predict runs/digits-quick/bundle digit.png
+  edgesmith bench runs/digits-quick/bundle --db results.db
+  edgesmith dashboard results.db -o report.html
+Exit codes: 0 ok, 1 the model or a runtime failed, 2 a user mistake,
+130 interrupted.""")
 @click.version_option(__version__, prog_name="edgesmith")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Only results and errors: no progress or stage lines.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show third-party logs (absl, oneDNN, XNNPACK, ...).")
+def main(quiet: bool = False, verbose: bool = False) -> None:
     """edgesmith: distil, prune, factorize, quantize, export, check and benchmark a model."""
-    _quiet_libraries()
+    if quiet:
+        os.environ["EDGESMITH_QUIET"] = "1"
+    _quiet_libraries(verbose)
+    if not verbose:
+        from edgesmith.progress import filter_native_noise
+
+        filter_native_noise()
 
 
-@main.command()
+@main.command(short_help="Run a recipe: teacher to verified, benchmarked bundle.", epilog="""\b
+Examples:
+  edgesmith run digits-quick
+  edgesmith run fashion-mnist --set stages.distill.epochs=1 --out runs/fm
+  edgesmith run digits-quick --from export --db results.db""")
 @click.argument("recipe", required=False)
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Run directory (default runs/<recipe name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set stages.distill.epochs=1 (repeatable).")
 @click.option("--from", "from_stage", metavar="STAGE", help="Re-run from this stage on (teacher, distill, export, ...).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--device", default="auto", show_default=True, callback=_check_device, metavar="[auto|cpu|cuda|cuda:N]",
+              help="Where to train: auto (a GPU when present), cpu, cuda or cuda:N.")
 @click.option("--no-parity-gate", is_flag=True, help="Warn instead of stopping when an export fails parity.")
 @click.option("--db", type=click.Path(path_type=Path), help="Also append the run's results to this results store.")
-def run(recipe, out, overrides, from_stage, device, no_parity_gate, db) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the tables.")
+def run(recipe, out, overrides, from_stage, device, no_parity_gate, db, as_json) -> None:
     """Run RECIPE (a YAML path or a shipped recipe name; default minilm-sentiment)."""
     from edgesmith.conf.recipe import load_recipe
     from edgesmith.pipeline.runner import Runner
@@ -77,21 +136,31 @@ def run(recipe, out, overrides, from_stage, device, no_parity_gate, db) -> None:
     r = load_recipe(recipe, list(overrides))
     runner = Runner(r, out, device, from_stage, False if no_parity_gate else None)
     summary = runner.run()
-    _print_tables(summary)
-    _console().print(f"summary: {runner.out / 'summary.json'}")
-    if (summary.get("bundle") or {}).get("path"):
+    if as_json:
+        import json
+
+        click.echo(json.dumps(summary, indent=1, default=str))
+    else:
+        _print_tables(summary)
+        _console().print(f"summary: {runner.out / 'summary.json'}")
+    if (summary.get("bundle") or {}).get("path") and not as_json:
         _console().print(f"bundle: {runner.out / summary['bundle']['path']} (edgesmith predict BUNDLE INPUT)")
     if db is not None:
         from edgesmith.benchmarks.store import ResultsStore
 
         with ResultsStore(db) as store:
             store.add_run(summary, source=str(runner.out))
-        _console().print(f"results store: {db}")
+        if not as_json:
+            _console().print(f"results store: {db}")
 
 
-@main.command()
+@main.command(short_help="Check a recipe and print it resolved.", epilog="""\b
+Examples:
+  edgesmith validate digits-quick --set stages.distill.epochs=2
+  edgesmith validate my-recipe.yaml""")
 @click.argument("recipe", required=False)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. --set stages.distill.epochs=2 (repeatable).")
 def validate(recipe, overrides) -> None:
     """Check RECIPE and print it fully resolved, without running anything."""
     import yaml
@@ -102,7 +171,7 @@ def validate(recipe, overrides) -> None:
     click.echo(yaml.safe_dump(r.to_dict(), sort_keys=False), nl=False)
 
 
-@main.command()
+@main.command(short_help="List the shipped recipes.")
 def recipes() -> None:
     """List the shipped recipes."""
     import yaml
@@ -115,19 +184,25 @@ def recipes() -> None:
         click.echo(f"{p.stem}{mark}: {desc.strip().splitlines()[0] if desc else ''}")
 
 
-@main.command()
+@main.command(short_help="Print the tables of a finished run.", epilog="""\b
+Example:
+  edgesmith show runs/digits-quick""")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def show(run_dir: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the tables.")
+def show(run_dir: Path, as_json: bool) -> None:
     """Print the summary tables of a finished run directory."""
     import json
 
     path = run_dir / "summary.json" if run_dir.is_dir() else run_dir
     if not path.exists():
-        raise EdgesmithError(f"{path}: no summary.json here; run `edgesmith run` first")
+        raise UserError(f"{path}: no summary.json here; run `edgesmith run` first")
     try:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise EdgesmithError(f"{path}: not valid JSON ({e})") from None
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
     _print_tables(summary)
 
 
@@ -137,13 +212,19 @@ def _ints(text: str, name: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise EdgesmithError(f"--{name} {text}: expected positive integers separated by commas, e.g. 1,2,4")
+        raise UserError(f"--{name} {text}: expected positive integers separated by commas, e.g. 1,2,4")
     return values
 
 
-@main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--runtime", help="Runtime (default: by file suffix).")
+@main.command(short_help="Benchmark a model file or bundle, or import a run.", epilog="""\b
+Examples:
+  edgesmith bench model.onnx --threads 1,2 --batch 1,8 --db results.db
+  edgesmith bench runs/digits-quick/bundle --target cpu --db results.db
+  edgesmith bench model.tflite --target adb --benchmark-model ./bm
+  edgesmith bench runs/digits-quick --db results.db   # import its results""")
+@click.argument("model", type=click.Path(path_type=Path), metavar="MODEL|BUNDLE|RUN_DIR")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime, {RUNTIME_HELP}; default: by file suffix (a bundle: every format in it).")
 @click.option("--target", default="cpu", show_default=True,
               help="cpu, cuda, ssh://user@host[:port] (a machine with edgesmith) or adb[://SERIAL] (Android).")
 @click.option("--remote-python", help="ssh targets: the remote Python that has edgesmith (default python3).")
@@ -153,60 +234,85 @@ def _ints(text: str, name: str) -> list[int]:
 @click.option("--benchmark-model", "benchmark_model",
               help="adb targets: LiteRT benchmark_model (a local file is pushed; else a device path).")
 @click.option("--threads", default="1", show_default=True, help="Thread counts to sweep, e.g. 1,2.")
-@click.option("--batch", default="1", show_default=True, help="Batch sizes to sweep, e.g. 1,8.")
+@click.option("--batch", default="1", show_default=True,
+              help="Batch sizes to sweep, e.g. 1,8 (a static-batch file records other sizes as errors).")
 @click.option("--seq-len", default="128", show_default=True, help="Sequence lengths (token models only).")
 @click.option("--iterations", default=100, show_default=True, help="Minimum timed runs per point.")
-@click.option("--min-seconds", default=1.0, show_default=True, help="Minimum timing duration per point.")
+@click.option("--min-seconds", default=1.0, show_default=True,
+              help="Minimum timing duration per point (honoured; the runs and seconds are stored).")
 @click.option("--db", type=click.Path(path_type=Path), help="Append the results to this results store.")
 @click.option("--recipe", "recipe_name", help="Recipe name recorded with the rows in the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
 def bench(model, runtime, target, remote_python, identity_file, ssh_options, benchmark_model, threads, batch,
-          seq_len, iterations, min_seconds, db, recipe_name) -> None:
-    """Benchmark a MODEL file (each point in a fresh process), or import a run directory's
-    summary.json into --db."""
+          seq_len, iterations, min_seconds, db, recipe_name, as_json) -> None:
+    """Benchmark MODEL (a model file, or a bundle: every format in it), each point in a
+    fresh process on --target; or import a run directory's summary.json into --db."""
     import json
 
     from edgesmith.benchmarks.store import ResultsStore
     from edgesmith.pipeline.report import benchmarks_table
 
-    if model.is_dir():
+    if not model.exists():
+        raise UserError(f"{model}: no such model file, bundle or run directory")
+    is_bundle = model.is_dir() and (model / "edgesmith.json").is_file()
+    if model.is_dir() and not is_bundle:
         path = model / "summary.json"
-        if db is None or not path.exists():
-            raise EdgesmithError(f"{model}: a run directory needs summary.json and --db to import into")
+        if not path.exists():
+            raise UserError(f"{model}: a directory that is neither a bundle (no edgesmith.json) nor a run "
+                            "directory (no summary.json); give a model file, a bundle or a run directory")
+        if db is None:
+            hint = f"; to measure its bundle, give {model / 'bundle'}" if (model / "bundle").is_dir() else ""
+            raise UserError(f"{model}: a run directory: add --db FILE to import its results{hint}")
         with ResultsStore(db) as store:
             store.add_run(json.loads(path.read_text()), source=str(model))
         _console().print(f"imported {path} into {db}")
         return
-    from edgesmith.benchmarks.sweep import sweep
+    from edgesmith.benchmarks.sweep import sweep, sweep_bundle
 
     options = {"remote_python": remote_python, "identity_file": identity_file and str(identity_file),
                "ssh_options": tuple(ssh_options), "benchmark_model": benchmark_model}
-    rows = sweep(model, runtime, target, _ints(threads, "threads"), _ints(batch, "batch"),
-                 _ints(seq_len, "seq-len"), iterations=iterations, min_seconds=min_seconds,
-                 target_options=options)
-    _console().print(benchmarks_table({"benchmarks": rows}))
+    kwargs = {"threads": _ints(threads, "threads"), "batches": _ints(batch, "batch"),
+              "seq_lens": _ints(seq_len, "seq-len"), "iterations": iterations, "min_seconds": min_seconds,
+              "target_options": options}
+    if is_bundle:
+        rows = sweep_bundle(model, target, [runtime] if runtime else None, **kwargs)
+    else:
+        rows = sweep(model, runtime, target, **kwargs)
     if db is not None:
         with ResultsStore(db) as store:
             for row in rows:
                 store.add_benchmark(row, recipe=recipe_name, source=str(model))
-        _console().print(f"{len(rows)} row(s) appended to {db}")
+    if as_json:
+        click.echo(json.dumps({"model": str(model), "target": target, "benchmarks": rows}, indent=1, default=str))
+    else:
+        console = _console()
+        console.print(benchmarks_table({"benchmarks": rows}, width=console.width))
+        if db is not None:
+            console.print(f"{len(rows)} row(s) appended to {db}")
     failed = [r for r in rows if r.get("error")]
     if failed and len(failed) == len(rows):
         raise EdgesmithError(f"{model}: every measurement failed; first: {failed[0]['error']}")
 
 
-@main.command()
+@main.command(short_help="Write the HTML dashboard of a results store.", epilog="""\b
+Example:
+  edgesmith dashboard results.db -o report.html""")
 @click.argument("db", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True,
+              help="The HTML file to write (self-contained: no network needed to view it).")
 def dashboard(db: Path, out: Path) -> None:
     """Write the self-contained HTML dashboard of results store DB."""
     from edgesmith.benchmarks.dashboard import render
 
     if not db.exists():
-        raise EdgesmithError(f"{db}: no such results store; create one with `edgesmith run --db {db}`")
+        raise UserError(f"{db}: no such results store; create one with `edgesmith run --db {db}`")
     _console().print(f"dashboard: {render(db, out)}")
 
 
-@main.command()
+@main.command(short_help="Import into or export from a results store.", epilog="""\b
+Examples:
+  edgesmith results results.db --export all.json
+  edgesmith results results.db --import other-machine.json""")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--import", "import_path", type=click.Path(path_type=Path), help="Add a .json or .csv export.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), help="Write all results to .json or .csv.")
@@ -215,7 +321,7 @@ def results(db: Path, import_path: Path | None, export_path: Path | None) -> Non
     from edgesmith.benchmarks.store import ResultsStore
 
     if import_path is None and export_path is None:
-        raise EdgesmithError("results: pass --import FILE and/or --export FILE")
+        raise UserError("results: pass --import FILE and/or --export FILE")
     with ResultsStore(db) as store:
         if import_path is not None:
             csv_in = import_path.suffix.lower() == ".csv"
@@ -227,10 +333,14 @@ def results(db: Path, import_path: Path | None, export_path: Path | None) -> Non
             _console().print(f"results written to {export_path}")
 
 
-@main.command()
+@main.command(short_help="Run an input through a bundle and print the prediction.", epilog="""\b
+Examples:
+  edgesmith predict runs/digits-quick/bundle digit.png --runtime tflite
+  edgesmith predict runs/minilm-sentiment/bundle "a warm, funny film" --json""")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_", metavar="INPUT")
-@click.option("--runtime", help="Runtime to run in (default: the first format that passed parity).")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
 @click.option("--top-k", "top_k", default=3, show_default=True, help="Classes shown per input.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--telemetry", type=click.Path(path_type=Path), metavar="FILE.jsonl",
@@ -289,10 +399,13 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
     _console().print(t)
 
 
-@main.command()
+@main.command(short_help="Compare inputs with a bundle's reference profile.", epilog="""\b
+Example:
+  edgesmith drift runs/fashion-mnist/bundle animal-images.npz""")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_", metavar="INPUT")
-@click.option("--runtime", help="Runtime to run in (default: the first format that passed parity).")
+@click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
+              help=f"Runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the drift report as JSON instead of a table.")
 def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None:
     """Compare all of INPUT (as for predict) with BUNDLE's reference profile: PSI per

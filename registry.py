@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from difflib import get_close_matches
 from typing import Generic, TypeVar
 
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise EdgesmithError(self.unknown_message(name)) from None
+            raise UserError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
         close = get_close_matches(str(name), list(self._items), n=1)

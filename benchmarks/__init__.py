@@ -2,7 +2,7 @@
 here or on a device target (:mod:`edgesmith.benchmarks.targets`: ssh, adb); the machine
 fingerprint, a SQLite results store, the HTML dashboard
 (:func:`edgesmith.benchmarks.dashboard.render`) and the flagship comparison
-(``python -m edgesmith.benchmarks.flagships``)."""
+(``python -m edgesmith.benchmarks.studies.flagships``)."""
 
 from __future__ import annotations
 

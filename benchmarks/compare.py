@@ -17,8 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from edgesmith.errors import UserError
 
 ACCURACY_SLACK = 0.01  # a peer within 1 point of the teacher's accuracy can be the "best peer"
 
@@ -131,3 +134,30 @@ def store_rows(
             bench["fingerprint"] = r.get("fingerprint") or common.get("fingerprint")
             store.add_benchmark(bench, recipe=recipe, source=r.get("path", ""))
     return len(rows)
+
+
+def run_files(run_dir: Path, runtime: str = "onnxruntime") -> tuple[dict, list[tuple[str, Path]]]:
+    """A finished run's summary and its ``runtime`` files as ``(label, path)``: the
+    bundle's (``bundle/edgesmith.json``) or, for a run without a bundle, its exports."""
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{run_dir}: no summary.json; finish `edgesmith run` first")
+    summary = json.loads(summary_path.read_text())
+    manifest = run_dir / "bundle" / "edgesmith.json"
+    if manifest.is_file():
+        formats = json.loads(manifest.read_text()).get("formats", {}).values()
+        found = [
+            (f"bundle {e.get('precision')}", run_dir / "bundle" / e["path"])
+            for e in formats
+            if e.get("runtime") == runtime
+        ]
+    else:
+        found = [
+            (f"export {e.get('precision')}", run_dir / e["path"])
+            for e in summary.get("exports", [])
+            if e.get("runtime") == runtime and e.get("path") and not e.get("error")
+        ]
+    found = [(label, path) for label, path in found if path.is_file()]
+    if not found:
+        raise UserError(f"{run_dir}: no {runtime} file in its bundle or exports")
+    return summary, found

@@ -4,8 +4,11 @@
   const DATA = JSON.parse(document.getElementById('edgesmith-data').textContent);
   const SVG = document.getElementById('svg-ns').namespaceURI;
   const COLORS = ['#4c78a8', '#e45756', '#54a24b', '#b279a2', '#f58518', '#72b7b2', '#9d755d', '#eeca3b'];
-  const FILTERS = ['recipe', 'runtime', 'target'];
-  const state = { recipe: '', runtime: '', target: '', budget: '' };
+  const FILTERS = ['recipe', 'runtime', 'target', 'host_key', 'run_id'];
+  const state = { recipe: '', runtime: '', target: '', host_key: '', run_id: '', budget: '', a: '', b: '' };
+  const HOSTS = DATA.hosts || [];
+  const hostLabel = (key) => (HOSTS.find((h) => h.key === key) || {}).label || key || 'unknown host';
+  const runLabel = (id) => { const r = DATA.runs.find((x) => x.id === id); return r ? `run ${id} · ${r.recipe} · ${r.added_at || ''}` : id == null ? 'bench (no run)' : `run ${id}`; };
   const uniq = (xs) => [...new Set(xs.filter((x) => x != null && x !== ''))].sort();
   const runtimes = uniq(DATA.benchmarks.map((b) => b.runtime));
   const color = (rt) => COLORS[Math.max(0, runtimes.indexOf(rt)) % COLORS.length];
@@ -35,8 +38,63 @@
   }
   const device = (b) => b.gpu || b.cpu_model || b.target;
   const ok = (b) => !b.error && b.p50 != null;
-  const matches = (b) => FILTERS.every((k) => !state[k] || b[k] === state[k]);
+  const matches = (b) => FILTERS.every((k) => !state[k] || String(b[k]) === state[k]);
   const budget = () => (state.budget === '' || isNaN(+state.budget) ? null : +state.budget);
+
+  // benchmarks/stats.py compare_latency, the one rule for "slower" / "faster"
+  function verdict(a, b) {
+    if (!a.p50 || !b.p50) return 'same';
+    const [slow, fast] = b.p50 > a.p50 ? [b, a] : [a, b];
+    const apart = slow.p50_ci_lo == null || fast.p50_ci_hi == null || slow.p50_ci_lo > fast.p50_ci_hi;
+    const gap = slow.p50 - fast.p50, floor = Math.max(a.overhead_ms || 0, b.overhead_ms || 0);
+    if (gap > 0.05 * fast.p50 && apart && gap > floor) return b.p50 > a.p50 ? 'slower' : 'faster';
+    return 'same';
+  }
+
+  // ---- host against host ----
+  function renderHosts(rows) {
+    const section = document.getElementById('hosts-section');
+    const keys = uniq(rows.filter(ok).map((b) => b.host_key));
+    const list = document.querySelector('#hostlist tbody');
+    document.querySelector('#hostlist thead').replaceChildren(el('tr', {}, ['host', 'CPU', 'cores', 'ISA flags', 'runtimes', 'measurements', 'harness overhead'].map((h) => el('th', {}, h))));
+    list.replaceChildren(...HOSTS.map((h) => {
+      const over = DATA.benchmarks.filter((b) => b.host_key === h.key && b.overhead_ms != null).map((b) => b.overhead_ms).sort((x, y) => x - y);
+      const libs = Object.entries(h.libraries || {}).map(([k, v]) => `${k} ${v}`).join(', ');
+      return el('tr', { 'data-host': h.key }, el('td', {}, h.hostname || '–'), el('td', {}, h.cpu_model || h.gpu || '–'), el('td', { class: 'num' }, h.cores ?? '–'),
+        el('td', {}, (h.flags || []).join(' ') || '–'), el('td', { class: 'wrap' }, libs || '–'), el('td', { class: 'num' }, h.n),
+        el('td', { class: 'num' }, over.length ? `${(1000 * over[Math.floor(over.length / 2)]).toFixed(1)} µs` : '–'));
+    }));
+    const pickA = document.getElementById('host-a'), pickB = document.getElementById('host-b');
+    for (const [pick, k, i] of [[pickA, 'a', 0], [pickB, 'b', 1]]) {
+      pick.replaceChildren(...HOSTS.map((h) => el('option', { value: h.key }, h.label)));
+      if (!HOSTS.some((h) => h.key === state[k])) state[k] = (keys[i] ?? keys[0] ?? '');
+      pick.value = state[k];
+    }
+    const head = document.querySelector('#hostcmp thead'), body = document.querySelector('#hostcmp tbody');
+    head.replaceChildren(el('tr', {}, ['recipe', 'model', 'runtime', 'target', 'threads', 'batch', 'seq', 'p50 A, ms', 'p50 B, ms', 'B / A', 'interval', 'B is'].map((h) => el('th', {}, h))));
+    if (keys.length < 2 || state.a === state.b) {
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 12, class: 'empty' }, keys.length < 2 ? 'one host only: measure the same model on another machine (edgesmith bench ... --db) to compare' : 'pick two different hosts')));
+      section.dataset.pairs = '0';
+      return;
+    }
+    const keyOf = (b) => [b.recipe, b.model, b.runtime, b.target, b.threads, b.batch, b.seq_len].join('\u0001');
+    const latest = (h) => { const m = new Map(); for (const b of rows.filter((x) => ok(x) && x.host_key === h)) { const k = keyOf(b); if (!m.has(k) || m.get(k).id < b.id) m.set(k, b); } return m; };
+    const A = latest(state.a), B = latest(state.b);
+    const pairs = [...A.keys()].filter((k) => B.has(k)).map((k) => [A.get(k), B.get(k)]);
+    section.dataset.pairs = String(pairs.length);
+    if (!pairs.length) {
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 12, class: 'empty' }, 'no model measured with the same runtime and settings on both hosts')));
+      return;
+    }
+    body.replaceChildren(...pairs.map(([a, b]) => {
+      const v = verdict(a, b), r = b.p50 / a.p50;
+      const lo = a.p50_ci_hi && b.p50_ci_lo ? b.p50_ci_lo / a.p50_ci_hi : null, hi = a.p50_ci_lo && b.p50_ci_hi ? b.p50_ci_hi / a.p50_ci_lo : null;
+      const num = (x) => el('td', { class: 'num' }, x);
+      return el('tr', { class: 'pair', 'data-verdict': v }, el('td', {}, a.recipe || '–'), el('td', {}, a.model || '–'), el('td', {}, a.runtime), el('td', {}, a.target),
+        num(a.threads ?? '–'), num(a.batch ?? '–'), num(a.seq_len ?? '–'), num(fmtMs(a.p50)), num(fmtMs(b.p50)), num(r.toFixed(2) + '×'),
+        num(lo != null && hi != null ? `${lo.toFixed(2)}–${hi.toFixed(2)}` : '–'), el('td', { class: v === 'slower' ? 'bad' : v === 'faster' ? 'ok' : 'dim' }, v));
+    }));
+  }
 
   // ---- Pareto scatter plots ----
   function scatter(points, xKey, xLabel, fmtX) {
@@ -105,12 +163,16 @@
     box.replaceChildren();
     const good = rows.filter(ok);
     if (!good.length) box.append(el('p', { class: 'empty' }, 'no successful measurement matches the filters'));
+    // faceted by host: latencies of two machines never share a plot
     for (const t of uniq(good.map((b) => b.target))) {
-      for (const r of uniq(good.filter((b) => b.target === t).map((b) => b.recipe || '–'))) {
-        const pts = good.filter((b) => b.target === t && (b.recipe || '–') === r);
-        const legend = el('span', { class: 'legend' }, uniq(pts.map((p) => p.runtime)).map((rt) => el('span', {}, el('i', { style: `background:${color(rt)}` }), rt)));
-        box.append(el('div', { class: 'target', 'data-target': t, 'data-recipe': r }, el('h3', {}, `target ${t} · ${r} `, legend),
-          el('div', { class: 'plots' }, scatter(pts, 'p50', 'p50 latency, ms', fmtMs), scatter(pts, 'model_size_bytes', 'model size', fmtBytes))));
+      for (const h of uniq(good.filter((b) => b.target === t).map((b) => b.host_key))) {
+        for (const r of uniq(good.filter((b) => b.target === t && b.host_key === h).map((b) => b.recipe || '–'))) {
+          const pts = good.filter((b) => b.target === t && b.host_key === h && (b.recipe || '–') === r);
+          const legend = el('span', { class: 'legend' }, uniq(pts.map((p) => p.runtime)).map((rt) => el('span', {}, el('i', { style: `background:${color(rt)}` }), rt)));
+          box.append(el('div', { class: 'target', 'data-target': t, 'data-recipe': r, 'data-host': h },
+            el('h3', {}, `target ${t} · ${r} `, el('span', { class: 'host' }, hostLabel(h)), ' ', legend),
+            el('div', { class: 'plots' }, scatter(pts, 'p50', 'p50 latency, ms', fmtMs), scatter(pts, 'model_size_bytes', 'model size', fmtBytes))));
+        }
       }
     }
   }
@@ -122,7 +184,7 @@
     shown = [...shown].sort(lim == null
       ? (a, b) => (a.recipe || '').localeCompare(b.recipe || '') || a.target.localeCompare(b.target) || (a.p50 ?? Infinity) - (b.p50 ?? Infinity)
       : (a, b) => (b.accuracy ?? -1) - (a.accuracy ?? -1) || a.p50 - b.p50);
-    const head = ['device', 'target', 'runtime', 'recipe', 'model', 'threads', 'batch', 'p50 ms [95% CI]', 'p99 ms', 'accuracy', 'size', 'peak RSS', 'status'];
+    const head = ['device', 'host', 'run', 'target', 'runtime', 'recipe', 'model', 'threads', 'batch', 'p50 ms [95% CI]', 'p99 ms', 'accuracy', 'size', 'peak RSS', 'status'];
     const numeric = new Set(['threads', 'batch', 'p50 ms [95% CI]', 'p99 ms', 'accuracy', 'size', 'peak RSS']);
     document.querySelector('#hw thead').replaceChildren(el('tr', {}, head.map((h) => el('th', { class: numeric.has(h) ? 'num' : null }, h))));
     const best = lim == null ? null : shown.find((b) => b.accuracy != null);
@@ -132,7 +194,8 @@
       const cls = b.error ? 'failed' : b === best ? 'best' : null;
       const num = (v) => el('td', { class: 'num' }, v);
       return el('tr', { class: cls, 'data-id': b.id },
-        el('td', { title: b.host || '' }, device(b)), el('td', {}, b.target), el('td', {}, b.runtime), el('td', {}, b.recipe || '–'),
+        el('td', { title: b.host || '' }, device(b)), el('td', { title: hostLabel(b.host_key) }, b.host || '–'),
+        el('td', { title: runLabel(b.run_id) }, b.run_id == null ? '–' : String(b.run_id)), el('td', {}, b.target), el('td', {}, b.runtime), el('td', {}, b.recipe || '–'),
         el('td', {}, b.model || '–'), num(b.threads ?? '–'), num(b.batch ?? '–'), num(fmtMs(b.p50) + ci), num(fmtMs(b.p99)),
         num(fmtAcc(b.accuracy)), num(fmtBytes(b.model_size_bytes)), num(b.peak_rss_mb == null ? '–' : b.peak_rss_mb.toFixed(0) + ' MB'),
         el('td', { class: 'status' }, b.error ? 'failed: ' + b.error : 'ok'));
@@ -164,10 +227,10 @@
         const lat = cols.map((c) => {
           const b = bench.find((x) => x.model === s.name && `${x.target} · ${x.runtime}` === c);
           if (!b) return el('td', { class: 'num dim' }, '–');
-          // the pipeline's rule (pipeline/steps.py flag_slower_steps): over 5% slower and the p50 CIs apart
+          // the pipeline's rule (benchmarks/stats.py compare_latency): over 5% slower, the p50 CIs
+          // apart, and the gap above the harness overhead
           const p = prev[c];
-          const apart = !p || p.p50_ci_hi == null || b.p50_ci_lo == null || b.p50_ci_lo > p.p50_ci_hi;
-          const slower = p != null && b.p50 > p.p50 * 1.05 && apart;
+          const slower = p != null && verdict(p, b) === 'slower';
           const cell = el('td', { class: slower ? 'num slower' : 'num', title: slower ? `p50 ${fmtMs(p.p50)} ms in the stage before` : null }, fmtMs(b.p50), slower ? el('span', { class: 'badge' }, 'slower') : null);
           prev[c] = b;
           return cell;
@@ -186,6 +249,7 @@
   function render() {
     const rows = DATA.benchmarks.filter(matches);
     renderPareto(rows);
+    renderHosts(DATA.benchmarks.filter((b) => FILTERS.every((k) => k === 'host_key' || !state[k] || String(b[k]) === state[k])));
     renderHardware(rows);
     renderWaterfall(rows);
     document.body.dataset.rendered = String(rows.length);
@@ -199,10 +263,16 @@
   const hash = new URLSearchParams(location.hash.slice(1));
   for (const k of FILTERS) {
     const sel = document.getElementById('f-' + k);
-    const values = uniq([...DATA.benchmarks.map((b) => b[k]), ...(k === 'recipe' ? DATA.runs.map((r) => r.recipe) : [])]);
-    for (const v of values) sel.append(el('option', { value: v }, v));
+    const values = uniq([...DATA.benchmarks.map((b) => (b[k] == null ? null : String(b[k]))), ...(k === 'recipe' ? DATA.runs.map((r) => r.recipe) : [])]);
+    const label = k === 'host_key' ? hostLabel : k === 'run_id' ? (v) => runLabel(+v) : (v) => v;
+    for (const v of values) sel.append(el('option', { value: v }, label(v)));
     if (values.includes(hash.get(k))) { state[k] = hash.get(k); sel.value = state[k]; }
     sel.addEventListener('change', () => { state[k] = sel.value; saveHash(); render(); });
+  }
+  for (const k of ['a', 'b']) {
+    const pick = document.getElementById('host-' + k);
+    if (HOSTS.some((h) => h.key === hash.get(k))) state[k] = hash.get(k);
+    pick.addEventListener('change', () => { state[k] = pick.value; saveHash(); render(); });
   }
   const input = document.getElementById('budget');
   if (hash.get('budget') && !isNaN(+hash.get('budget'))) { state.budget = hash.get('budget'); input.value = state.budget; }

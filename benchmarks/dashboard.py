@@ -8,9 +8,10 @@ The page needs no network: its CSS and JS (``dashboard.css``, ``dashboard.js``
 beside this module) are inlined, the plots are SVG drawn by that script, and
 the data is embedded as JSON in ``<script type="application/json"
 id="edgesmith-data">``. It shows latency-vs-quality and size-vs-quality Pareto
-plots per target, each run's per-stage waterfall (stages slower than the one
-before are flagged), and a hardware table filtered live by a latency budget,
-with filters by recipe, runtime and target. The filter state lives in the URL
+plots per target and host, each run's per-stage waterfall (stages slower than the one
+before are flagged), a host-against-host table (the same model on host A and host B:
+p50 ratio with its interval), and a hardware table filtered live by a latency budget,
+with filters by recipe, runtime, target, host and run. The filter state lives in the URL
 fragment (``report.html#budget=5&runtime=onnxruntime``) so a view can be shared.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from edgesmith.atomic import write_text
 from edgesmith.benchmarks.store import ResultsStore
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 
 ASSETS = Path(__file__).with_name("dashboard.js"), Path(__file__).with_name("dashboard.css")
 BENCH_FIELDS = (
@@ -54,17 +55,46 @@ def dashboard_data(store: ResultsStore) -> dict[str, Any]:
                 ],
             }
         )
-    benchmarks = []
+    benchmarks, hosts = [], {}
     for b in store.rows():
         row = {k: b[k] for k in BENCH_FIELDS}
-        row["cores"] = ((b.get("fingerprint") or {}).get("cpu") or {}).get("logical_cores")
+        fp = b.get("fingerprint") or {}
+        row["cores"] = (fp.get("cpu") or {}).get("logical_cores")
+        row["overhead_ms"] = (b.get("protocol") or {}).get("overhead_ms")
+        h = host_of(fp, b)
+        row["host_key"] = h["key"]
+        hosts.setdefault(h["key"], {**h, "n": 0})["n"] += 1
         benchmarks.append(row)
     return {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "database": str(store.path),
         "runs": runs,
+        "hosts": sorted(hosts.values(), key=lambda h: h["label"]),
         "benchmarks": benchmarks,
     }
+
+
+# the ISA flags that decide which kernels run, shortest first in a host's label
+ISA_SHOWN = ("amx", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "sve", "asimddp", "neon")
+
+
+def host_of(fp: dict[str, Any], row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A machine as the dashboard compares it: ``key`` (hostname + CPU + GPU), a short
+    ``label`` (CPU model, cores, the ISA flags that matter), and the runtime versions."""
+    row = row or {}
+    cpu = fp.get("cpu") or {}
+    model = cpu.get("model") or row.get("cpu_model")
+    gpu = ((fp.get("gpus") or [{}])[0] or {}).get("name") or row.get("gpu")
+    hostname = fp.get("hostname") or row.get("host")
+    flags = [f for f in ISA_SHOWN if f in (cpu.get("flags") or [])]
+    if "amx" in flags:
+        flags = [f for f in flags if f not in ("avx512f", "avx2")]
+    cores = cpu.get("logical_cores")
+    parts = [p for p in (model, gpu, f"{cores} cores" if cores else None, " ".join(flags[:3]) or None) if p]
+    key = " | ".join(str(p) for p in (hostname, model, gpu) if p) or "unknown host"
+    label = (" · ".join(parts) or "unknown host") + (f" ({hostname})" if hostname else "")
+    return {"key": key, "label": label, "hostname": hostname, "cpu_model": model, "gpu": gpu, "cores": cores,
+            "flags": cpu.get("flags") or [], "libraries": fp.get("libraries") or {}}
 
 
 def _script_json(obj: Any) -> str:
@@ -94,15 +124,25 @@ def render_html(data: dict[str, Any]) -> str:
     <label>recipe <select id="f-recipe"><option value="">all</option></select></label>
     <label>runtime <select id="f-runtime"><option value="">all</option></select></label>
     <label>target <select id="f-target"><option value="">all</option></select></label>
+    <label>host <select id="f-host_key"><option value="">all</option></select></label>
+    <label>run <select id="f-run_id"><option value="">all</option></select></label>
     <label>latency budget (p50, ms)
       <input id="budget" type="number" min="0" step="any" placeholder="none"></label>
   </form>
 </header>
 <main>
-  <section><h2>Latency and size against quality, per target</h2>
+  <section><h2>Latency and size against quality, per target and host</h2>
     <p class="note">Accuracy from each runtime's own outputs; x axes are logarithmic;
     whiskers are 95% bootstrap intervals of p50; ringed points are on the Pareto front.</p>
     <div id="pareto"></div></section>
+  <section id="hosts-section"><h2>Host against host: the same model, runtime and settings</h2>
+    <p class="note">Ratio = p50 on B / p50 on A, with an interval from the two p50 95% CIs
+    ([lo B / hi A, hi B / lo A]). B is called faster or slower only when the CIs are disjoint,
+    the gap is over 5% and over the harness overhead measured on either host.</p>
+    <form id="host-pick" onsubmit="return false">
+      <label>A <select id="host-a"></select></label> <label>B <select id="host-b"></select></label></form>
+    <table id="hostcmp"><thead></thead><tbody></tbody></table>
+    <h3>Hosts</h3><table id="hostlist"><thead></thead><tbody></tbody></table></section>
   <section><h2>Which device and runtime meet the latency budget, at which quality</h2>
     <p class="note" id="hw-caption"></p>
     <table id="hw"><thead></thead><tbody></tbody></table></section>
@@ -133,7 +173,7 @@ def render(store_or_path: ResultsStore | str | Path, out_html: str | Path) -> Pa
     else:
         path = Path(store_or_path)
         if not path.is_file():
-            raise EdgesmithError(f"{path}: no such results database")
+            raise UserError(f"{path}: no such results database")
         with ResultsStore(path) as store:
             data = dashboard_data(store)
     return write_text(out_html, render_html(data))

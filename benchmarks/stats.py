@@ -118,3 +118,51 @@ def summarize(samples_ms: np.ndarray) -> dict[str, float | int | list[float] | N
         "p50_ci": list(bootstrap_ci(x, 50)),
         "p99_ci": list(bootstrap_ci(x, 99)),
     }
+
+
+# Differences under this fraction of the faster p50 are never called a change: run-to-run
+# noise on a shared CPU is a few percent.
+CHANGE_MARGIN = 0.05
+
+
+def harness_overhead_ms(*rows: dict | None) -> float | None:
+    """The largest harness overhead recorded in the rows' ``protocol`` (``overhead_ms``:
+    the p50 of a no-op model fed the same inputs through the same timing loop), or
+    None when none was measured."""
+    found = [((r or {}).get("protocol") or {}).get("overhead_ms") for r in rows]
+    found = [float(v) for v in found if v is not None]
+    return max(found) if found else None
+
+
+def compare_latency(
+    before: dict, after: dict, overhead_ms: float | None = None, margin: float = CHANGE_MARGIN
+) -> str:
+    """Whether ``after`` is ``"slower"``, ``"faster"`` or the ``"same"`` as ``before``.
+
+    The one rule for every "slower"/"faster" flag: a difference counts only when the p50s
+    differ by more than ``margin`` of the faster one, their 95% p50 confidence intervals
+    (``p50_ci``) are disjoint (when both have one; a device tool's mean has none), and the
+    gap exceeds the harness overhead (``overhead_ms``), below which two files are timed at
+    the timing loop's own floor.
+
+    Args:
+        before: A latency dict (:func:`summarize`): ``p50`` and optionally ``p50_ci``.
+        after: The same for the other measurement.
+        overhead_ms: Harness overhead (:func:`harness_overhead_ms`); None: not measured.
+        margin: Smallest relative difference that counts.
+
+    Example:
+        >>> a, b = {"p50": 0.020, "p50_ci": [0.019, 0.021]}, {"p50": 0.030, "p50_ci": [0.029, 0.031]}
+        >>> compare_latency(a, b), compare_latency(a, b, overhead_ms=0.015), compare_latency(b, a)
+        ('slower', 'same', 'faster')
+    """
+    p_a, p_b = before.get("p50"), after.get("p50")
+    if not p_a or not p_b:
+        return "same"
+    slow, fast = (after, before) if p_b > p_a else (before, after)
+    ci_s, ci_f = slow.get("p50_ci"), fast.get("p50_ci")
+    apart = not (ci_s and ci_f) or ci_s[0] > ci_f[1]
+    gap = slow["p50"] - fast["p50"]
+    if gap > margin * fast["p50"] and apart and gap > (overhead_ms or 0.0):
+        return "slower" if p_b > p_a else "faster"
+    return "same"

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.request import pathname2url
 
 from edgesmith.atomic import write_json, write_text
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 
 SCHEMA_VERSION = 1
 APP = "edgesmith"
@@ -75,7 +75,7 @@ def _now() -> str:
 
 
 def _refuse(path: Path, why: str) -> EdgesmithError:
-    return EdgesmithError(f"{path}: not an edgesmith results database ({why}); use a new file")
+    return UserError(f"{path}: not an edgesmith results database ({why}); use a new file")
 
 
 class ResultsStore:
@@ -284,17 +284,17 @@ class ResultsStore:
         try:
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
-            raise EdgesmithError(f"{path}: cannot read results JSON ({e})") from None
+            raise UserError(f"{path}: cannot read results JSON ({e})") from None
         if not isinstance(doc, dict) or doc.get("app") != APP:
-            raise EdgesmithError(f"{path}: not an edgesmith results export (no app='{APP}')")
+            raise UserError(f"{path}: not an edgesmith results export (no app='{APP}')")
         if int(doc.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise EdgesmithError(
+            raise UserError(
                 f"{path}: schema version {doc['schema_version']} is newer than {SCHEMA_VERSION}"
             )
         try:
             return self._import_doc(doc)
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as e:
-            raise EdgesmithError(
+            raise UserError(
                 f"{path}: malformed results export ({type(e).__name__}: {e})"
             ) from None
 
@@ -341,9 +341,9 @@ class ResultsStore:
             with open(path, newline="") as f:
                 records = list(csv.DictReader(f))
         except (OSError, csv.Error, UnicodeDecodeError) as e:
-            raise EdgesmithError(f"{path}: cannot read results CSV ({e})") from None
+            raise UserError(f"{path}: cannot read results CSV ({e})") from None
         if records and not {"uid", "target", "runtime"} <= set(records[0]):
-            raise EdgesmithError(
+            raise UserError(
                 f"{path}: not an edgesmith results CSV (no uid/target/runtime columns)"
             )
         added = 0

@@ -3,7 +3,7 @@ in a row, each in a fresh process, and the coefficient of variation of the p50s
 (:func:`edgesmith.benchmarks.stats.cv`)::
 
     python -m edgesmith.benchmarks.variance model.onnx --repeats 5 --seq-len 128
-    python -m edgesmith.benchmarks.flagships --variance   # the MiniLM teacher ONNX fp32 figure
+    python -m edgesmith.benchmarks.studies.flagships --variance   # the MiniLM teacher ONNX fp32 figure
 
 A CV of a few percent says a 10% speed-up is real; a CV of 10% says it is not.
 """

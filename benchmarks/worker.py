@@ -7,7 +7,9 @@ measurement so memory numbers and thread pools start clean::
 
 SPEC keys: ``model``, ``runtime`` (``None``: by suffix), ``threads``, ``device``,
 ``inputs`` (an ``.npz`` holding the benchmark batch, keys = input names),
-``warmup``, ``iterations``, ``min_seconds``, and optionally ``eval_inputs`` (an
+``warmup``, ``iterations``, ``min_seconds`` (both honoured), ``overhead`` (default
+true: also time a no-op model on the same inputs, :func:`harness_overhead`), ``batch``
+(the batch the caller asked for: refused when the inputs hold another), and optionally ``eval_inputs`` (an
 ``.npz`` of N samples per input), ``eval_batch`` and ``eval_outputs`` (where the
 first output over all N samples is saved, key ``output``).
 
@@ -32,11 +34,12 @@ import numpy as np
 from edgesmith.atomic import write_bytes, write_json
 from edgesmith.benchmarks.fingerprint import fingerprint
 from edgesmith.benchmarks.stats import summarize
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 from edgesmith.numeric import first_line
 from edgesmith.runtimes import RUNTIMES, Runtime, runtime_for
 
-MAX_ITERATION_FACTOR = 20  # min_seconds never runs more than 20x the asked iterations
+MAX_RUNS = 10_000_000  # a safety cap only: min_seconds is honoured up to it (and the cap is recorded)
+OVERHEAD_RUNS, OVERHEAD_SECONDS = 200, 0.2  # the no-op model that measures the harness overhead
 
 
 def current_rss_mb() -> float:
@@ -68,17 +71,20 @@ def peak_rss_mb() -> float:
 
 
 def time_runs(
-    rt: Runtime, inputs: dict[str, np.ndarray], iterations: int, min_seconds: float
+    rt: Runtime,
+    inputs: dict[str, np.ndarray],
+    iterations: int,
+    min_seconds: float,
+    max_runs: int = MAX_RUNS,
 ) -> tuple[np.ndarray, float]:
-    """Time ``rt.run`` at least ``iterations`` times and for at least ``min_seconds``.
-
-    The run count is capped at ``MAX_ITERATION_FACTOR * iterations``; the garbage
-    collector is paused while timing.
+    """Time ``rt.run`` at least ``iterations`` times and for at least ``min_seconds``
+    (both are honoured; ``max_runs`` is a cap the caller chooses, by default only a
+    safety net). The garbage collector is paused while timing.
 
     Returns:
         Per-run latencies in ms, and the seconds the loop took.
     """
-    cap = max(iterations, MAX_ITERATION_FACTOR * iterations)
+    cap = max(iterations, max_runs)
     samples: list[int] = []
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
@@ -95,6 +101,46 @@ def time_runs(
         if gc_was_enabled:
             gc.enable()
     return np.asarray(samples, dtype=np.float64) / 1e6, seconds
+
+
+def noop_onnx(inputs: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """An ONNX model that passes each of ``inputs`` through (Identity), same names,
+    dtypes and shapes: what the timing loop, the runtime call and the input and output
+    copies cost with no model work."""
+    import onnx
+    from onnx import helper
+
+    ins, outs, nodes = [], [], []
+    for i, (name, a) in enumerate(inputs.items()):
+        dtype = helper.np_dtype_to_tensor_dtype(a.dtype)
+        ins.append(helper.make_tensor_value_info(name, dtype, list(a.shape)))
+        outs.append(helper.make_tensor_value_info(f"out{i}", dtype, list(a.shape)))
+        nodes.append(helper.make_node("Identity", [name], [f"out{i}"]))
+    model = helper.make_model(helper.make_graph(nodes, "noop", ins, outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def harness_overhead(inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, Any] | None:
+    """The harness overhead on this machine: the p50 (and its 95% CI) of a no-op ONNX
+    model (:func:`noop_onnx`) fed ``inputs`` in onnxruntime through :func:`time_runs`.
+    None where onnxruntime or onnx is not installed. Differences between two
+    measurements smaller than this are not told apart (see
+    :func:`~edgesmith.benchmarks.stats.compare_latency`)."""
+    import tempfile
+
+    try:
+        cls = RUNTIMES.get("onnxruntime")
+        with tempfile.TemporaryDirectory(prefix="edgesmith-noop-") as tmp:
+            rt = cls(noop_onnx(inputs, Path(tmp) / "noop.onnx"), threads=threads)
+            rt.warmup(inputs, 10)
+            samples, _ = time_runs(rt, inputs, OVERHEAD_RUNS, OVERHEAD_SECONDS)
+            rt.close()
+    except Exception:  # noqa: BLE001 - no onnx / onnxruntime, or an input dtype ONNX lacks
+        return None
+    lat = summarize(samples)
+    return {"p50": lat["p50"], "p50_ci": lat["p50_ci"], "n": lat["n"], "runtime": "onnxruntime"}
 
 
 def run_eval(rt: Runtime, eval_inputs: dict[str, np.ndarray], batch: int) -> np.ndarray:
@@ -135,12 +181,14 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     warmup, iterations = int(spec.get("warmup", 10)), int(spec.get("iterations", 100))
     min_seconds = float(spec.get("min_seconds", 1.0))
     if iterations < 1:
-        raise EdgesmithError(f"iterations must be at least 1, got {iterations}")
+        raise UserError(f"iterations must be at least 1, got {iterations}")
     if not Path(model).is_file():
-        raise EdgesmithError(f"{model}: no such model file")
+        raise UserError(f"{model}: no such model file")
     inputs = _npz(spec["inputs"])
     first = next(iter(inputs.values()), np.zeros(()))
-    batch = int(spec.get("batch") or (first.shape[0] if first.ndim else 1))
+    batch = int(first.shape[0]) if first.ndim else 1  # the batch that runs, never a label
+    if spec.get("batch") is not None and int(spec["batch"]) != batch:
+        raise UserError(f"{model}: batch {spec['batch']} asked but the inputs hold batch {batch}")
 
     cls = RUNTIMES.get(runtime)
     rss_start = current_rss_mb()
@@ -152,6 +200,7 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     samples, seconds = time_runs(rt, inputs, iterations, min_seconds)
     peak = peak_rss_mb()
     latency = summarize(samples)
+    overhead = harness_overhead(inputs, threads) if spec.get("overhead", True) else None
     result: dict[str, Any] = {
         "runtime": runtime,
         "model": model,
@@ -166,9 +215,14 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "model_size_bytes": sum(os.path.getsize(f) for f in rt.files if os.path.isfile(f)),
         "protocol": {
             "warmup": warmup,
+            "iterations": iterations,
             "iterations_run": int(samples.size),
             "min_seconds": min_seconds,
             "seconds": seconds,
+            "stopped_by": "max_runs" if samples.size >= MAX_RUNS else (
+                "min_seconds" if samples.size > iterations else "iterations"),
+            "overhead_ms": overhead["p50"] if overhead else None,
+            "overhead": overhead,
         },
         "fingerprint": env,
         "error": None,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgesmith.conf.base import Config, RecipeError, at_least, between
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "minilm-sentiment"
@@ -214,7 +214,8 @@ class ExportConfig(Config):
 
 @dataclass
 class BenchmarkConfig(Config):
-    targets: list[Literal["cpu", "cuda"]] = field(default_factory=lambda: ["cpu"])
+    # target strings of the registry in edgesmith.benchmarks.targets: cpu, cuda, ssh://user@host[:port], adb[://SERIAL]
+    targets: list[str] = field(default_factory=lambda: ["cpu"])
     runtimes: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
     threads: int = field(default=1, metadata=at_least(1))
     batch: int = field(default=1, metadata=at_least(1))
@@ -228,11 +229,20 @@ class BenchmarkConfig(Config):
     stages: Literal["final", "all"] = "final"
 
     def validate(self) -> None:
+        from edgesmith.benchmarks.targets import check_target
+        from edgesmith.errors import UserError
         from edgesmith.runtimes import RUNTIMES
 
         for i, r in enumerate(self.runtimes):
             if r not in RUNTIMES:
                 raise RecipeError(f"runtimes[{i}]", RUNTIMES.unknown_message(r))
+        if not self.targets:
+            raise RecipeError("targets", "needs at least one target, e.g. [cpu]")
+        for i, t in enumerate(self.targets):
+            try:
+                check_target(t)
+            except UserError as e:
+                raise RecipeError(f"targets[{i}]", str(e).removeprefix(f"--target {t}: ")) from None
 
 
 @dataclass
@@ -327,7 +337,7 @@ def resolve_recipe_path(recipe: str | os.PathLike | None) -> Path:
     if shipped.exists() and os.sep not in str(recipe):
         return shipped
     names = ", ".join(sorted(q.stem for q in RECIPES_DIR.glob("*.yaml")))
-    raise EdgesmithError(f"{recipe}: no such recipe file; give a path or one of: {names}")
+    raise UserError(f"{recipe}: no such recipe file; give a path or one of: {names}")
 
 
 def load_recipe(recipe: str | os.PathLike | dict | None = None, overrides: list[str] | None = None) -> Recipe:
@@ -348,12 +358,17 @@ def load_recipe(recipe: str | os.PathLike | dict | None = None, overrides: list[
             raise RecipeError("", f"invalid YAML{where}: {problem}", label) from None
         if not isinstance(raw, dict):
             raise RecipeError("", "a recipe must be a YAML mapping at the top level", label)
+    set_keys: dict[str, str] = {}  # resolved key path -> the --set that wrote it
+    for ov in overrides or []:
+        try:
+            set_keys[apply_override(raw, ov)] = ov
+        except RecipeError as e:
+            raise e.with_file(f"--set {ov}") from None
     try:
-        for ov in overrides or []:
-            apply_override(raw, ov)
         return Recipe.from_dict(raw)
-    except RecipeError as e:
-        raise e.with_file(label) from None
+    except RecipeError as e:  # a bad value a --set wrote is blamed on that --set, not the file
+        ov = next((o for k, o in set_keys.items() if e.key == k or e.key.startswith((k + ".", k + "["))), None)
+        raise e.with_file(f"--set {ov}" if ov else label) from None
 
 
 def _display(path: Path) -> str:
@@ -369,13 +384,14 @@ def _display(path: Path) -> str:
 _SEG = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def apply_override(raw: dict, override: str) -> None:
+def apply_override(raw: dict, override: str) -> str:
     """Apply ``a.b[0].c=value`` (value parsed as YAML) to the raw recipe dict.
-    In ``stages`` a segment may be a stage's name or kind: ``stages.distill.lr=1e-4``."""
+    In ``stages`` a segment may be a stage's name or kind: ``stages.distill.lr=1e-4``.
+    Returns the key path it wrote, with stage names resolved (``stages[0].lr``)."""
     import yaml
 
     if "=" not in override:
-        raise RecipeError("--set", f"expected KEY=VALUE, got {override!r}")
+        raise RecipeError("", "expected KEY=VALUE")
     key, _, text = override.partition("=")
     try:
         value = yaml.safe_load(text)
@@ -383,7 +399,7 @@ def apply_override(raw: dict, override: str) -> None:
         value = text
     segs = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _SEG.finditer(key)]
     if not segs:
-        raise RecipeError("--set", f"empty key in {override!r}")
+        raise RecipeError("", "empty key")
     node: Any = raw
     walked = ""
     for i, seg in enumerate(segs):
@@ -395,10 +411,10 @@ def apply_override(raw: dict, override: str) -> None:
                     None,
                 )
                 if idx is None:
-                    raise RecipeError(f"{walked}.{seg}", f"--set: no entry named '{seg}' in {walked}")
+                    raise RecipeError(f"{walked}.{seg}", f"no entry named '{seg}' in {walked}")
                 seg = idx
             if seg >= len(node):
-                raise RecipeError(f"{walked}[{seg}]", f"--set: index out of range ({len(node)} entries)")
+                raise RecipeError(f"{walked}[{seg}]", f"index out of range ({len(node)} entries)")
             walked += f"[{seg}]"
             if last:
                 node[seg] = value
@@ -413,4 +429,5 @@ def apply_override(raw: dict, override: str) -> None:
                     node[seg] = {}
                 node = node[seg]
         else:
-            raise RecipeError(walked, f"--set: cannot set a key inside a {type(node).__name__}")
+            raise RecipeError(walked, f"cannot set a key inside a {type(node).__name__}")
+    return walked

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -26,18 +27,25 @@ def _p50(v: float) -> str:
     return f"{v:.3f} ms" if v < 10 else f"{v:.2f} ms"  # three digits even for a tiny model's 0.013 ms
 
 
-def summary_table(summary: dict) -> Table:
+def summary_table(summary: dict, width: int | None = None) -> Table:
+    """One row per stage. Under 120 columns (``width``) only the first runtime's p50 is
+    shown (the benchmarks table has them all) and nothing is cut: long cells fold."""
     embedding = summary.get("task") == "embedding"
+    compact = width is not None and width < 120
     t = Table(title=f"edgesmith · {summary['recipe']} · {summary['out']}", title_justify="left")
-    t.add_column("stage")
-    t.add_column("params", justify="right")
-    t.add_column("size", justify="right")
-    t.add_column("sentiment acc" if embedding else "accuracy", justify="right")
-    t.add_column("cosine to teacher" if embedding else "teacher agreement", justify="right")
-    lat_keys = sorted({(b["runtime"], b["target"]) for b in summary.get("benchmarks", []) if b.get("latency_ms")})
+    t.add_column("stage", overflow="fold")
+    t.add_column("params", justify="right", overflow="fold")
+    t.add_column("size", justify="right", overflow="fold")
+    t.add_column("sentiment acc" if embedding else "accuracy", justify="right", overflow="fold")
+    t.add_column(("cosine" if compact else "cosine to teacher") if embedding
+                 else ("agreement" if compact else "teacher agreement"), justify="right", overflow="fold")
+    lat_keys = sorted({(b["runtime"], b["target"]) for b in summary.get("benchmarks", []) if b.get("latency_ms")},
+                      key=lambda k: (k[0] != "onnxruntime", k))
+    if compact:
+        lat_keys = lat_keys[:1]
     for rt, target in lat_keys:
-        t.add_column(f"p50 {rt}{'' if target == 'cpu' else '/' + target}", justify="right")
-    t.add_column("time", justify="right")
+        t.add_column(f"p50 {rt}{'' if target == 'cpu' else '/' + target}", justify="right", overflow="fold")
+    t.add_column("time", justify="right", overflow="fold")
     rows = [summary["teacher"], *summary.get("stages", [])]
     for row in rows:
         m = row.get("metrics") or {}
@@ -64,10 +72,14 @@ def slower_notes(summary: dict) -> list[str]:
             for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
 
 
-def exports_table(summary: dict) -> Table:
+def exports_table(summary: dict, width: int | None = None) -> Table:
+    """One row per exported file; under 120 columns (``width``) the ops, cosine and
+    tolerance columns are left out and long cells fold."""
+    compact = width is not None and width < 120
+    cols = ("format", "precision", "size", "ops", "max |diff|", "cosine", "agreement", "tolerance", "parity")
     t = Table(title="exports (parity vs PyTorch on held-out inputs)", title_justify="left")
-    for c in ("format", "precision", "size", "ops", "max |diff|", "cosine", "agreement", "tolerance", "parity"):
-        t.add_column(c)
+    for c in cols:
+        t.add_column(c, overflow="fold")
     for e in summary.get("exports", []):
         p = e.get("parity") or {}
         if e.get("error"):
@@ -79,6 +91,9 @@ def exports_table(summary: dict) -> Table:
                   "-" if none else f"{p['max_abs_diff']:.2e}",
                   "-" if none else f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
                   f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
+    if compact:
+        for name in ("tolerance", "cosine", "ops"):
+            t.columns.pop(cols.index(name))
     notes = [f"{e['format']}: {e['reason']}" for e in summary.get("exports", []) if e.get("engine_built") is False]
     if notes:
         from rich.markup import escape
@@ -105,27 +120,67 @@ def ops_summary(export: dict) -> str:
     return f"{sum(hist.values())} ops" if hist else "-"
 
 
-def benchmarks_table(summary: dict) -> Table:
-    t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
-    for c in ("model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
-              "accuracy", "vs step before", "ops"):
-        t.add_column(c)
+def benchmarks_table(summary: dict, width: int | None = None) -> Table:
+    """One row per measurement. Under 120 columns (``width``) the table keeps the
+    columns that matter (p50 and its CI in ms, RSS, accuracy, the comparison with the
+    step before), drops empty ones and folds long cells instead of cutting them, so it
+    stays readable at 80 columns. The caption gives the harness overhead measured on
+    each target (differences below it are not told apart)."""
+    compact = width is not None and width < 120
+    rows = summary.get("benchmarks", [])
+    cols = ["model", "runtime", "target", "threads", "batch", "p50", "p50 95% CI", "p90", "p99", "peak RSS",
+            "accuracy", "vs step before", "ops"]
+    if compact:
+        cols = ["model", "runtime", "target", "t×b", "p50 ms", "95% CI", "RSS MB", "accuracy", "vs step before"]
     final = (summary.get("stages") or [{}])[-1].get("name")
     exports = {(e["format"], e.get("precision")): e for e in summary.get("exports", []) if not e.get("error")}
-    for b in summary.get("benchmarks", []):
+    table_rows = []
+    for b in rows:
         lat = b.get("latency_ms")
+        cells = {"model": b["model"] + (f" ({b['format']})" if b.get("format") else ""), "runtime": b["runtime"] or "-",
+                 "target": b["target"], "threads": str(b["threads"]), "batch": str(b["batch"]),
+                 "t×b": f"{b['threads']}×{b['batch']}"}
         if not lat:
-            t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                      f"[red]{b.get('error')}[/red]", "", "", "", "", "", "", "")
+            cells["p50 ms" if compact else "p50"] = f"[red]{escape(str(b.get('error')))}[/red]"
+            table_rows.append(cells)
             continue
         ci = lat.get("p50_ci")
         # a device tool may print no percentiles (adb: benchmark_model): show its mean, marked
-        p50 = f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else f"{lat['mean']:.3f} ms (mean)"
-        t.add_row(b["model"], b["runtime"], b["target"], str(b["threads"]), str(b["batch"]),
-                  p50, f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", _ms(lat.get("p90")), _ms(lat.get("p99")),
-                  "-" if b.get("peak_rss_mb") is None else f"{b['peak_rss_mb']:.0f} MB", _pct(b.get("accuracy")),
-                  _vs_previous(b), _ops_of(b, final, exports))
+        p50 = f"{lat['p50']:.3f}" if lat.get("p50") is not None else f"{lat['mean']:.3f} (mean)"
+        rss = b.get("peak_rss_mb")
+        cells.update({
+            "p50": p50 + " ms", "p50 ms": p50, "p50 95% CI": f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "",
+            "95% CI": f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "", "p90": _ms(lat.get("p90")),
+            "p99": _ms(lat.get("p99")), "accuracy": _pct(b.get("accuracy")), "vs step before": _vs_previous(b),
+            "peak RSS": "-" if rss is None else f"{rss:.0f} MB", "RSS MB": "-" if rss is None else f"{rss:.0f}",
+            "ops": _ops_of(b, final, exports)})
+        table_rows.append(cells)
+    if compact:  # no column that says nothing: one target, no accuracy, nothing to compare with
+        cols = [c for c in cols if c in ("model", "p50 ms")
+                or len({r.get(c, "") for r in table_rows} - {"", "-"}) > (1 if c == "target" else 0)]
+    t = Table(title="benchmarks (each in a fresh process)", title_justify="left")
+    for c in cols:
+        t.add_column(c, overflow="fold",
+                     justify="right" if c in ("p50", "p50 ms", "p90", "p99", "peak RSS", "RSS MB", "accuracy") else "left")
+    for cells in table_rows:
+        t.add_row(*[cells.get(c, "") for c in cols])
+    notes = overhead_notes(rows)
+    if notes:
+        t.caption, t.caption_justify = "\n".join(notes), "left"
     return t
+
+
+def overhead_notes(rows: list[dict]) -> list[str]:
+    """One line per target: the harness overhead measured there (median over its rows)."""
+    import statistics
+
+    by_target: dict[str, list[float]] = {}
+    for b in rows:
+        o = (b.get("protocol") or {}).get("overhead_ms")
+        if o is not None:
+            by_target.setdefault(b.get("target") or "cpu", []).append(o)
+    return [f"harness overhead on {t} (no-op model, same inputs): p50 {statistics.median(v) * 1000:.1f} µs; "
+            "smaller differences are not told apart" for t, v in sorted(by_target.items())]
 
 
 def _vs_previous(b: dict) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from edgesmith import __version__, atomic
 from edgesmith.compress.stage import stages
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.pipeline import steps as step_impl
@@ -40,7 +40,7 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgesmithError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise UserError(f"--device {device}: no CUDA device is available here; use --device cpu")
     return device
 
 
@@ -62,7 +62,7 @@ class Runner:
         self.results: dict[str, StepResult] = {}
         names = [s.name for s in self.steps]
         if from_stage is not None and from_stage not in names:
-            raise EdgesmithError(f"--from {from_stage}: no such stage; stages are: {', '.join(names)}")
+            raise UserError(f"--from {from_stage}: no such stage; stages are: {', '.join(names)}")
         self.force_from = names.index(from_stage) if from_stage else None
 
     @property
@@ -147,7 +147,7 @@ class Runner:
             meta = step.dir / "stage.json"
             info = json.loads(meta.read_text()) if meta.exists() else {}
             if info.get("key") != key:
-                raise EdgesmithError(f"{step.dir}: step '{step.name}' has not finished with this recipe; "
+                raise UserError(f"{step.dir}: step '{step.name}' has not finished with this recipe; "
                                      "run `edgesmith run` first")
             model = self._reload(step, info, model)
             self.results.setdefault(step.name, StepResult(step, model, info, reused=True))

@@ -234,7 +234,7 @@ def _feed(task: Task, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]
 
 
 def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tuple[nn.Module, dict]:
-    from edgesmith.benchmarks.latency import measure
+    from edgesmith.benchmarks.targets import measure_on
     from edgesmith.export.parity import fit_static
 
     ctx, cfg = runner.ctx, runner.recipe.benchmark
@@ -276,10 +276,10 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
                 static = entry.get("static_shapes")
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
-                r = measure(path, runtime, inputs, threads=cfg.threads, device=target, warmup=cfg.warmup,
-                            iterations=cfg.iterations, min_seconds=cfg.min_seconds,
-                            eval_inputs=_feed(view.task, fit_static(eval_inputs, view.task, static)),
-                            eval_batch=64)
+                r = measure_on(target, path, runtime, inputs, threads=cfg.threads, warmup=cfg.warmup,
+                               iterations=cfg.iterations, min_seconds=cfg.min_seconds,
+                               eval_inputs=_feed(view.task, fit_static(eval_inputs, view.task, static)),
+                               eval_batch=64)
                 outputs = r.pop("eval_outputs", None)
                 acc = ctx.score_outputs(outputs, head, m, on) if outputs is not None else None
                 results.append({"target": target, "runtime": runtime, "model": name, "precision": precision,
@@ -312,16 +312,14 @@ def _intermediate_models(runner: Runner, final_name: str) -> Iterator[tuple[str,
             yield r.step.name, r.model.eval()
 
 
-# a step counts as slower only when its p50 is this much above the step before's *and*
-# their p50 confidence intervals do not overlap: run-to-run noise on a shared CPU is a few %
-SLOWER_MARGIN = 0.05
-
-
 def flag_slower_steps(results: list[dict], order: list[str]) -> None:
     """Compare each measured step with the nearest measured step before it in
     ``order`` (same runtime, target, threads and batch): ``speedup_vs_previous``
     (p50 before / p50 now) and ``previous``; ``slower_than_previous`` is set, and a
-    warning printed, when the step got slower beyond noise."""
+    warning printed, when the step got slower beyond noise and beyond the harness
+    overhead (:func:`~edgesmith.benchmarks.stats.compare_latency`)."""
+    from edgesmith.benchmarks.stats import compare_latency, harness_overhead_ms
+
     rank = {name: i for i, name in enumerate(order)}
     last: dict[tuple, dict] = {}
     for r in sorted((r for r in results if r.get("latency_ms") and r["model"] in rank), key=lambda r: rank[r["model"]]):
@@ -332,8 +330,7 @@ def flag_slower_steps(results: list[dict], order: list[str]) -> None:
             continue
         a, b = prev["latency_ms"], r["latency_ms"]
         r["previous"], r["speedup_vs_previous"] = prev["model"], round(a["p50"] / b["p50"], 3)
-        apart = not (a.get("p50_ci") and b.get("p50_ci")) or b["p50_ci"][0] > a["p50_ci"][1]
-        r["slower_than_previous"] = bool(b["p50"] > a["p50"] * (1 + SLOWER_MARGIN) and apart)
+        r["slower_than_previous"] = compare_latency(a, b, harness_overhead_ms(prev, r)) == "slower"
         if r["slower_than_previous"]:
             log(f"  [yellow]{r['model']} runs {b['p50'] / a['p50']:.2f}x slower than {prev['model']} "
                 f"on {r['runtime']} ({r['target']}): p50 {b['p50']:.3f} vs {a['p50']:.3f} ms[/yellow]")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime, TensorSpec
 from edgesmith.runtimes.executorch import ExecuTorchRuntime
@@ -58,7 +58,7 @@ def runtime_for(path: str | os.PathLike) -> str:
         preferred = [name for name in matches if suffix in RUNTIMES.get(name).default_for]
         return (preferred or matches)[0]
     known = sorted({s for _, cls in RUNTIMES.items() for s in cls.suffixes})
-    raise EdgesmithError(
+    raise UserError(
         f"{path}: no runtime loads '{suffix or '(no suffix)'}' files; "
         f"pass runtime= one of {', '.join(RUNTIMES)} or use one of: {', '.join(known)}"
     )
@@ -87,7 +87,7 @@ def load(
         MissingExtraError: The runtime's package is not installed.
     """
     if not Path(path).is_file():
-        raise EdgesmithError(f"{path}: no such model file")
+        raise UserError(f"{path}: no such model file")
     cls = RUNTIMES.get(runtime if runtime is not None else runtime_for(path))
     return cls(path, threads=threads, device=device)
 

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgesmith.errors import EdgesmithError, MissingExtraError
+from edgesmith.errors import EdgesmithError, MissingExtraError, UserError
 from edgesmith.numeric import first_line
 
 
@@ -75,11 +75,11 @@ class Runtime(ABC):
     def __init__(self, path: str | os.PathLike, threads: int = 1, device: str = "cpu"):
         self.path = Path(path)
         if not self.path.is_file():
-            raise EdgesmithError(f"{self.path}: no such model file")
+            raise UserError(f"{self.path}: no such model file")
         if int(threads) < 1:
-            raise EdgesmithError(f"{self.name}: threads must be at least 1, got {threads}")
+            raise UserError(f"{self.name}: threads must be at least 1, got {threads}")
         if device not in self.devices:
-            raise EdgesmithError(
+            raise UserError(
                 f"{self.name}: unknown device '{device}'; choose one of: {', '.join(self.devices)}"
             )
         self.threads, self.device = int(threads), device

@@ -25,13 +25,13 @@ def test_validate_prints_the_resolved_recipe():
 
 def test_show_missing_run_dir(tmp_path):
     res = CliRunner().invoke(main, ["show", str(tmp_path)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.stderr.strip() == f"error: {tmp_path}/summary.json: no summary.json here; run `edgesmith run` first"
 
 
 def test_from_unknown_stage(tmp_path):
     res = CliRunner().invoke(main, ["run", "digits-quick", "--out", str(tmp_path), "--from", "nosuch"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "--from nosuch: no such stage; stages are: teacher, distill" in res.stderr
     assert "Traceback" not in res.output
 
@@ -40,5 +40,5 @@ def test_cuda_device_without_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the no-GPU error cannot be shown")
     res = CliRunner().invoke(main, ["run", "digits-quick", "--out", str(tmp_path), "--device", "cuda"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "no CUDA device is available here; use --device cpu" in res.stderr

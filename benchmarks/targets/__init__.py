@@ -22,13 +22,16 @@ The registry holds ``module:Class`` strings, so importing it imports no target.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
+import numpy as np
+
 from edgesmith.benchmarks.targets.base import Target
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 from edgesmith.registry import Registry
 
-__all__ = ["TARGETS", "Target", "get_target", "scheme"]
+__all__ = ["TARGETS", "Target", "check_target", "get_target", "measure_on", "scheme"]
 
 TARGETS: Registry[str] = Registry("benchmark target")
 TARGETS.register("cpu")("edgesmith.benchmarks.targets.local:LocalTarget")
@@ -52,7 +55,7 @@ def get_target(target: str, **options: Any) -> Target:
     """
     name = scheme(target)
     if name not in TARGETS:
-        raise EdgesmithError(
+        raise UserError(
             f"--target {target}: unknown target; use cpu, cuda, ssh://user@host[:port], adb or adb://SERIAL"
         )
     module, _, cls_name = TARGETS.get(name).partition(":")
@@ -61,8 +64,55 @@ def get_target(target: str, **options: Any) -> Target:
     wrong = sorted(set(given) - set(cls.options))
     if wrong:
         flags = ", ".join("--" + w.replace("_", "-") for w in wrong)
-        raise EdgesmithError(
+        raise UserError(
             f"{flags}: not an option of {name} targets (it takes: "
             f"{', '.join(cls.options) or 'none'})"
         )
     return cls(target, **given)
+
+
+LOCAL = ("cpu", "cuda")
+
+
+def check_target(target: str) -> None:
+    """Validate a target string without touching the network (recipe loading calls it).
+
+    Raises:
+        UserError: Unknown target or a malformed URL (one line).
+    """
+    get_target(target)
+
+
+def measure_on(
+    target: str,
+    model: str | os.PathLike,
+    runtime: str | None,
+    inputs: dict[str, np.ndarray],
+    threads: int = 1,
+    warmup: int = 10,
+    iterations: int = 100,
+    min_seconds: float = 1.0,
+    eval_inputs: dict[str, np.ndarray] | None = None,
+    eval_batch: int = 64,
+    **options: Any,
+) -> dict[str, Any]:
+    """One measurement of ``model`` on the target a string names: what the pipeline's
+    benchmark step calls, so a recipe's ``benchmark.targets`` may name any registered
+    target (``cpu``, ``cuda``, ``ssh://user@host``, ``adb``).
+
+    Local targets also run ``eval_inputs`` and return their first output as
+    ``eval_outputs`` (the accuracy of the runtime's own outputs); other targets return
+    ``eval_outputs`` None (no accuracy is computed from a remote machine). Never raises
+    for a failed measurement: ``error`` is set instead.
+    """
+    if scheme(target) in LOCAL:
+        from edgesmith.benchmarks.latency import measure
+
+        return measure(model, runtime, inputs, threads=threads, device=scheme(target), warmup=warmup,
+                       iterations=iterations, min_seconds=min_seconds, eval_inputs=eval_inputs,
+                       eval_batch=eval_batch)
+    with get_target(target, **options) as t:
+        t.prepare(model)
+        r = t.measure(model, runtime, inputs, threads=threads, warmup=warmup, iterations=iterations,
+                      min_seconds=min_seconds)
+    return {**r, "eval_outputs": None}

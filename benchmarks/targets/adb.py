@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.benchmarks.targets.base import Target, last_line
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 
 DEVICE_DIR = "/data/local/tmp/edgesmith"
 DEVICE_BINARY = "/data/local/tmp/benchmark_model"
@@ -169,6 +169,7 @@ class AdbTarget(Target):
 
     options = ("benchmark_model", "adb", "timeout_s")
     takes_inputs = False
+    suffixes = (".tflite",)
 
     def __init__(
         self,
@@ -180,7 +181,7 @@ class AdbTarget(Target):
         super().__init__(url)
         serial = url.partition("://")[2] if "://" in url else ""
         if url not in ("adb", "adb://") and not re.fullmatch(r"[\w.:\-]+", serial):
-            raise EdgesmithError(
+            raise UserError(
                 f"--target {url}: expected adb or adb://SERIAL (a serial from `adb devices`)"
             )
         self.serial = serial or None

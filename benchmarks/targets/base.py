@@ -22,10 +22,12 @@ class Target:
         takes_inputs: Whether :meth:`measure` feeds the given inputs (``False``: the
             target's own tool synthesises them, e.g. LiteRT's ``benchmark_model``).
         device: The ``device`` passed to runtimes (``cpu`` or ``cuda``).
+        suffixes: The model file suffixes the target runs (``None``: whatever a runtime loads).
     """
 
     options: ClassVar[tuple[str, ...]] = ()
     takes_inputs: ClassVar[bool] = True
+    suffixes: ClassVar[tuple[str, ...] | None] = None  # model file suffixes it runs (None: any)
 
     def __init__(self, url: str) -> None:
         self.url = url

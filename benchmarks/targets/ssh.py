@@ -27,7 +27,7 @@ import numpy as np
 from edgesmith.atomic import write_json
 from edgesmith.benchmarks.latency import THREAD_ENV
 from edgesmith.benchmarks.targets.base import Target, last_line
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import UserError
 
 REMOTE_PREFIX = "edgesmith-bench."
 SSH_EXIT_CONNECT = 255  # ssh's own status for connection, host key and auth failures
@@ -65,7 +65,7 @@ class SshTarget(Target):
         try:
             port = parts.port
         except ValueError:
-            raise EdgesmithError(
+            raise UserError(
                 f"--target {url}: bad port; expected ssh://user@host[:port]"
             ) from None
         if (
@@ -74,7 +74,7 @@ class SshTarget(Target):
             or parts.path not in ("", "/")
             or parts.password
         ):
-            raise EdgesmithError(
+            raise UserError(
                 f"--target {url}: expected ssh://user@host[:port] (keys only, no password)"
             )
         self.user, self.host, self.port = parts.username, parts.hostname, port

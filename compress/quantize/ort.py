@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgesmith.conf.base import Config, RecipeError, at_least, between
-from edgesmith.errors import EdgesmithError, MissingExtraError, StageError
+from edgesmith.errors import EdgesmithError, MissingExtraError, StageError, UserError
 from edgesmith.numeric import mean_cosine, sqnr_db
 
 __all__ = ["OnnxQuantConfig", "describe", "per_node_sqnr", "quantize_onnx"]
@@ -139,7 +139,7 @@ def quantize_onnx(
     onnx = _require("onnx")
     src, out = Path(fp32_path).absolute(), Path(out_path).absolute()
     if not src.is_file():
-        raise EdgesmithError(f"{src}: no such ONNX file to quantize")
+        raise UserError(f"{src}: no such ONNX file to quantize")
     start = time.perf_counter()
     batches = _take(calibration, config, _input_types(onnx.load(str(src), load_external_data=False)))
     fp32_size = sum(p.stat().st_size for p in _model_files(src))

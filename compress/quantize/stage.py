@@ -157,7 +157,7 @@ def run_quantize_stage(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
     from edgesmith.compress.quantize.budget import quantize_to_budget
     from edgesmith.errors import RecipeError
     from edgesmith.export import get_exporter
-    from edgesmith.progress import log
+    from edgesmith.progress import log, size_change
 
     task, name = ctx.task, cfg.name or cfg.kind
     calib = ctx.tensors["calibration"]
@@ -217,9 +217,8 @@ def run_quantize_stage(ctx, cfg: QuantizeConfig, model, stage_dir) -> dict:
     q = result["quantization"]
     metrics = {**result["metrics"], f"fp32_{metric}": reference[metric], "drop_points": result["drop_points"]}
     ratio = q["size_ratio"]
-    log(f"  {q['precision']}: {q['size_bytes'] / 1e6:.3f} MB, {ratio if ratio >= 1 else 1 / ratio:.2f}x "
-        f"{'smaller' if ratio >= 1 else '[yellow]larger[/yellow]'} than fp32; output SQNR {metrics['sqnr_db']} dB "
-        "on the eval split")
+    log(f"  {q['precision']}: {q['size_bytes'] / 1e6:.3f} MB, {size_change(ratio)} than fp32; "
+        f"output SQNR {metrics['sqnr_db']} dB on the eval split")
     return {
         "file": out.name, "fp32_file": f"fp32/{art.path.name}", "metrics": metrics, "size_bytes": q["size_bytes"],
         "precision": "fp16" if q["precision"] == "fp16" else "int8", "scheme": q["precision"],
@@ -305,7 +304,7 @@ def run_qat_stage(ctx, cfg: QatConfig, model, stage_dir) -> dict:
     from edgesmith.errors import ExportError, StageError
     from edgesmith.export import get_exporter
     from edgesmith.export.pt2 import dynamic_shapes_for
-    from edgesmith.progress import log
+    from edgesmith.progress import log, size_change
 
     task, name = ctx.task, cfg.name or cfg.kind
     exporter = get_exporter("onnx")()
@@ -337,7 +336,7 @@ def run_qat_stage(ctx, cfg: QatConfig, model, stage_dir) -> dict:
          "size_bytes": out.stat().st_size, "fp32_size_bytes": fp32.size_bytes}
     q["size_ratio"] = round(q["fp32_size_bytes"] / q["size_bytes"], 3)
     log(f"  qat int8: {metric} {metrics[metric]:.4f} (fp32 {reference[metric]:.4f}, drop {drop:.2f} points), "
-        f"{q['size_bytes'] / 1e6:.3f} MB ({q['size_ratio']:.2f}x smaller), output SQNR {metrics['sqnr_db']} dB")
+        f"{q['size_bytes'] / 1e6:.3f} MB ({size_change(q['size_ratio'])} than fp32), output SQNR {metrics['sqnr_db']} dB")
     return {
         "file": out.name, "fp32_file": f"fp32/{fp32.path.name}", "metrics": metrics, "size_bytes": q["size_bytes"],
         "precision": "int8", "scheme": "int8", "fp32_size_bytes": q["fp32_size_bytes"],

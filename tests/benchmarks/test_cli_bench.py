@@ -67,7 +67,7 @@ def test_bench_store_export_import_dashboard(token_onnx: Path, tmp_path: Path) -
         assert r["recipe"] == "tok" and r["cpu_model"] and r["model_size_bytes"] > 30_000
 
     res = cli.invoke(main, ["bench", str(DATA), "--db", str(db)])  # a dir without summary.json
-    assert res.exit_code == 1 and "needs summary.json" in res.stderr
+    assert res.exit_code == 2 and "neither a bundle (no edgesmith.json) nor a run directory" in res.stderr
 
     exported = tmp_path / "all.json"
     assert cli.invoke(main, ["results", str(db), "--export", str(exported)]).exit_code == 0
@@ -84,18 +84,18 @@ def test_bench_store_export_import_dashboard(token_onnx: Path, tmp_path: Path) -
 def test_bench_bad_input_is_one_line(token_onnx: Path, tmp_path: Path) -> None:
     cli = CliRunner()
     res = cli.invoke(main, ["bench", str(tmp_path / "nope.onnx")])
-    assert res.exit_code == 1 and res.stderr.strip() == f"error: {tmp_path}/nope.onnx: no such model file"
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path}/nope.onnx: no such model file, bundle or run directory"
     res = cli.invoke(main, ["bench", str(token_onnx), "--threads", "0"])
-    assert res.exit_code == 1 and "--threads 0: expected positive integers" in res.stderr
+    assert res.exit_code == 2 and "--threads 0: expected positive integers" in res.stderr
     res = cli.invoke(main, ["bench", str(token_onnx), "--target", "tpu"])
-    assert res.exit_code == 1 and "--target tpu: unknown target" in res.stderr
+    assert res.exit_code == 2 and "--target tpu: unknown target" in res.stderr
     res = cli.invoke(main, ["bench", str(token_onnx), "--target", "adb"])  # a device target, wrong file
-    assert res.exit_code == 1 and "benchmark_model runs .tflite files only" in res.stderr
+    assert res.exit_code == 2 and "benchmark_model runs .tflite files only" in res.stderr
     res = cli.invoke(main, ["bench", str(token_onnx), "--remote-python", "python3"])
-    assert res.exit_code == 1 and "--remote-python: not an option of cpu targets" in res.stderr
+    assert res.exit_code == 2 and "--remote-python: not an option of cpu targets" in res.stderr
     res = cli.invoke(main, ["dashboard", str(tmp_path / "none.db")])
-    assert res.exit_code == 1 and "no such results store" in res.stderr
+    assert res.exit_code == 2 and "no such results store" in res.stderr
     junk = tmp_path / "junk.db"
     junk.write_text("not sqlite")
     res = cli.invoke(main, ["results", str(junk), "--export", str(tmp_path / "x.json")])
-    assert res.exit_code == 1 and "Traceback" not in res.output and junk.read_text() == "not sqlite"
+    assert res.exit_code == 2 and "Traceback" not in res.output and junk.read_text() == "not sqlite"

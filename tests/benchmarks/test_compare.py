@@ -12,8 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 
-from edgesmith.benchmarks.compare import add_ratios, best_peer, store_rows, table
-from edgesmith.benchmarks.flagships import run_files
+from edgesmith.benchmarks.compare import add_ratios, best_peer, run_files, store_rows, table
 from edgesmith.benchmarks.store import ResultsStore
 from edgesmith.benchmarks.variance import variance
 from edgesmith.errors import EdgesmithError

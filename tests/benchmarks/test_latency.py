@@ -77,8 +77,10 @@ class _Sleeper:
 def test_time_runs_honours_min_seconds_and_cap() -> None:
     samples, seconds = time_runs(_Sleeper(), {}, iterations=3, min_seconds=0.05)  # type: ignore[arg-type]
     assert 3 <= samples.size <= 60 and seconds >= 0.05 and samples.min() >= 1.0
-    samples, seconds = time_runs(_Sleeper(), {}, iterations=2, min_seconds=5.0)  # type: ignore[arg-type]
-    assert samples.size == 40 and seconds < 5.0  # capped at 20x iterations
+    samples, seconds = time_runs(_Sleeper(), {}, iterations=2, min_seconds=0.3)  # type: ignore[arg-type]
+    assert samples.size > 100 and seconds >= 0.3  # min_seconds wins over a small iteration count
+    samples, seconds = time_runs(_Sleeper(), {}, iterations=2, min_seconds=5.0, max_runs=40)  # type: ignore[arg-type]
+    assert samples.size == 40 and seconds < 5.0  # an explicit cap (quick_p50's) still stops it
     samples, _ = time_runs(_Sleeper(), {}, iterations=5, min_seconds=0.0)  # type: ignore[arg-type]
     assert samples.size == 5
 
@@ -107,8 +109,7 @@ def test_measure_end_to_end(add_onnx: Path) -> None:
     assert (r["runtime"], r["threads"], r["device"], r["batch"]) == ("onnxruntime", 1, "cpu", 1)
     assert r["model_size_bytes"] == add_onnx.stat().st_size
     p = r["protocol"]
-    assert lat["n"] == p["iterations_run"] and 50 <= p["iterations_run"] <= 1000
-    assert p["iterations_run"] == 1000 or p["seconds"] >= 0.1
+    assert lat["n"] == p["iterations_run"] >= 50 and p["seconds"] >= 0.1  # both minimums honoured
     with load(add_onnx) as rt:
         direct = np.concatenate([rt.run({"x": eval_x[i : i + 32]})[0] for i in range(0, 100, 32)])
     np.testing.assert_array_equal(r["eval_outputs"], direct)

@@ -27,7 +27,7 @@ from edgesmith.benchmarks.targets import TARGETS, get_target
 from edgesmith.benchmarks.targets.adb import AdbTarget, parse_benchmark_output, to_result
 from edgesmith.benchmarks.targets.ssh import SshTarget
 from edgesmith.cli import main
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, UserError
 
 LOGS = Path(__file__).with_name("data") / "benchmark_model"
 SSHD = Path("/usr/sbin/sshd")
@@ -425,8 +425,8 @@ def test_adb_no_device_is_an_error_row(tmp_path: Path, monkeypatch: pytest.Monke
     assert row["error"] == "adb: device emulator-5554 not connected (connected: none)"
     onnx_model = tmp_path / "m.onnx"
     onnx_model.write_bytes(b"x")
-    row = sweep(onnx_model, target="adb", target_options={"adb": str(fake)})[0]
-    assert "runs .tflite files only" in row["error"]
+    with pytest.raises(UserError, match="runs .tflite files only"):  # a user mistake: refused, exit 2
+        sweep(onnx_model, target="adb", target_options={"adb": str(fake)})
     json.dumps(rows)  # rows stay JSON-ready
 
 

@@ -160,7 +160,7 @@ def test_bad_overrides(override, expected):
 
 def test_unknown_recipe_name():
     res = CliRunner().invoke(main, ["validate", "no-such-recipe"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "no such recipe file" in res.stderr and "digits-quick" in res.stderr
 
 

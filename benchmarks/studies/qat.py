@@ -23,13 +23,12 @@ and prints one table: accuracy, drop vs fp32, output SQNR vs fp32 on the test
 split, file and weight sizes and p50 latency (batch 1, 1 thread), and the share of the per-tensor
 PTQ drop that QAT recovers (target: at least half).
 
-Run: ``python -m edgesmith.benchmarks.qat`` (about six minutes on 2 shared cores).
+Run: ``python -m edgesmith.benchmarks.studies.qat`` (about six minutes on 2 shared cores).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import tempfile
 import time
@@ -40,62 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgesmith.models.mobilenet import depthwise_range_ratio, imbalance_channels, mobilenet_digits
 from edgesmith.models.tasks import ClassificationTask, TensorSet
-
-
-def separable(cin: int, cout: int, stride: int) -> nn.Sequential:
-    """A MobileNet v1 block: depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU6.
-
-    ReLU rather than ReLU6 after the depthwise conv keeps :func:`imbalance_channels`
-    exact (``relu(s x) = s relu(x)`` for ``s > 0``; ReLU6 clips at a fixed 6).
-    """
-    return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
-        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
-    )
-
-
-def mobilenet_digits(num_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
-        separable(16, 32, 1), separable(32, 64, 2), separable(64, 64, 1), separable(64, 128, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes),
-    )
-
-
-def _blocks(model: nn.Module) -> list[nn.Sequential]:
-    return [m for m in model.modules() if isinstance(m, nn.Sequential) and len(m) == 6
-            and isinstance(m[0], nn.Conv2d) and m[0].groups == m[0].in_channels > 1]
-
-
-@torch.no_grad()
-def imbalance_channels(model: nn.Module, spread: float = 30.0, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` computing the same function, with every depthwise channel
-    ``i`` (BN folded) scaled by ``s_i``, log-uniform in ``[1/spread, spread]``, and the
-    pointwise conv after it scaled by ``1/s_i`` on input channel ``i``."""
-    model = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    for block in _blocks(model):
-        bn, pw = block[1], block[3]
-        assert isinstance(block[2], nn.ReLU), "only exact through a positively homogeneous activation"
-        s = torch.exp((2 * torch.rand(bn.num_features, generator=g, dtype=torch.float64) - 1) * math.log(spread))
-        bn.weight.copy_((bn.weight.double() * s).float())
-        bn.bias.copy_((bn.bias.double() * s).float())
-        pw.weight.copy_((pw.weight.double() / s[None, :, None, None]).float())
-    return model
-
-
-@torch.no_grad()
-def depthwise_range_ratio(model: nn.Module) -> float:
-    """The largest max/min ratio over channels of ``|W|.max()`` in a BN-folded
-    depthwise conv: how many times the widest channel outranges the narrowest."""
-    worst = 1.0
-    for block in _blocks(model):
-        conv, bn = block[0], block[1]
-        folded = conv.weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps))[:, None, None, None]
-        amax = folded.abs().flatten(1).amax(1)
-        worst = max(worst, float(amax.max() / amax.min().clamp_min(1e-12)))
-    return worst
 
 
 def _data(seed: int) -> tuple[ClassificationTask, TensorSet, TensorSet]:

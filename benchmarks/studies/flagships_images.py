@@ -1,4 +1,4 @@
-"""The image part of the flagship comparison (:mod:`edgesmith.benchmarks.flagships`):
+"""The image part of the flagship comparison (:mod:`edgesmith.benchmarks.studies.flagships`):
 a finished classification run (``runs/fashion-mnist``) -- its bundle (or exported
 ONNX files) vs its own teacher in ONNX fp32 and in onnxruntime static int8 (the
 ``x86`` preset of :mod:`edgesmith.compress.quantize.ort`, calibrated on the run's
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.benchmarks.flagships import file_size, measure_rows, run_files
+from edgesmith.benchmarks.compare import run_files
+from edgesmith.benchmarks.studies.flagships import file_size, measure_rows
 
 
 def _teacher_files(work: Path, run_dir: Path, recipe: str) -> tuple[Any, Path, Path, dict | None]:
