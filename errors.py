@@ -64,3 +64,10 @@ class BundleError(EdgesmithError):
     """A bundle is missing files, tampered with, or of an unknown schema."""
 
     exit_code = 2
+
+
+class PathError(EdgesmithError):
+    """A path the user gave cannot be used: ``--out`` is a file, an output path is a
+    folder or a block device, or another live run holds the run folder."""
+
+    exit_code = 2

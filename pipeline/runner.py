@@ -19,7 +19,9 @@ from edgesmith import __version__, atomic
 from edgesmith.errors import EdgesmithError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
+from edgesmith.pipeline import integrity
 from edgesmith.pipeline.context import RunContext
+from edgesmith.pipeline.lock import run_lock
 from edgesmith.progress import log
 
 SUMMARY_SCHEMA = 1
@@ -74,20 +76,18 @@ class Runner:
         return atomic.sha256_json(payload)[:16]
 
     def _done(self, step: dict, key: str, index: int) -> dict | None:
-        meta = step["dir"] / "stage.json"
         if self.force_from is not None and index >= self.force_from:
             return None
-        if meta.exists():
-            info = json.loads(meta.read_text())
-            if info.get("key") == key:
-                return info
-        return None
+        return integrity.reusable(step["dir"], key)  # None when damaged: recomputed, never shipped
 
     # ------------------------------------------------------------------- run
     def run(self) -> dict:
+        with run_lock(self.out):  # one run per folder; cleans a killed run's temporary folders
+            return self._run()
+
+    def _run(self) -> dict:
         from edgesmith.pipeline import steps as step_impl
 
-        self.out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.out / "recipe.resolved.yaml", _yaml(self.recipe.to_dict()))
         prev_key, model, infos = None, None, []
         for i, step in enumerate(self.steps):
@@ -107,6 +107,7 @@ class Runner:
                     if isinstance(model, torch.nn.Module) and step["kind"] not in ("export", "benchmark"):
                         info.setdefault("params", count_params(model))
                     atomic.write_json(tmp / "stage.json", info)
+                    integrity.record(tmp)  # files.json: size + sha256 of each file, checked on reuse
                 info = json.loads((step["dir"] / "stage.json").read_text())
             infos.append(info)
             self._infos = infos
@@ -135,11 +136,11 @@ class Runner:
         prev_key, model = None, None
         for step in self.steps:
             key = self._key(step, prev_key)
-            meta = step["dir"] / "stage.json"
-            info = json.loads(meta.read_text()) if meta.exists() else {}
+            info = integrity.read_stage(step["dir"]) or {}
             if info.get("key") != key:
                 raise EdgesmithError(f"{step['dir']}: step '{step['name']}' has not finished with this recipe; "
                                      "run `edgesmith run` first")
+            integrity.verify(step["dir"])
             model = self._reload(step, info, model)
             prev_key = key
         return model.eval()
