@@ -9,6 +9,7 @@ resumes where it stopped; ``from_stage`` forces a re-run from a step on.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from edgesmith import __version__, atomic
-from edgesmith.errors import EdgesmithError
+from edgesmith.errors import EdgesmithError, RecipeError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.pipeline import integrity
@@ -30,8 +31,10 @@ SUMMARY_SCHEMA = 1
 def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise RecipeError("--device", f"unknown device {device!r}; use auto, cpu or cuda[:N]")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgesmithError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise RecipeError("--device", f"{device}: no CUDA device is available here; use --device cpu")
     return device
 
 
