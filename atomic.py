@@ -8,10 +8,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgesmith.errors import PathError
 
 
 def _umask() -> int:
@@ -21,7 +24,19 @@ def _umask() -> int:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (temporary sibling + rename).
+
+    Only a regular file is replaced: a symlink keeps its link and its target is
+    written atomically; a FIFO or character device (``/dev/stdout``, a pipe) is
+    streamed to; a folder or block device is refused with :class:`PathError`.
+    """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if _special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
@@ -36,6 +51,22 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _special(path: Path) -> bool:
+    """True for a FIFO or character device (streamed to); PathError for what cannot be written."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise PathError(f"{path}: a parent of it is a file; pass another path") from None
+    if stat.S_ISREG(mode):
+        return False
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return True
+    what = "a folder" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) else "not a regular file"
+    raise PathError(f"{path}: is {what}; pass a file path to write to")
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -198,12 +198,15 @@ def show(run_dir: Path, as_json: bool) -> None:
         raise UserError(f"{path}: no summary.json here; run `edgesmith run` first")
     try:
         summary = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    _print_tables(summary)
+    try:
+        _print_tables(summary)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise DataError(f"{path}: incomplete summary (no {e}); run `edgesmith run` again to finish it") from None
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -349,9 +352,10 @@ Examples:
               help="With --telemetry: fraction of the inputs sampled.")
 @click.option("--window", type=click.IntRange(min=1), default=500, show_default=True,
               help="With --telemetry: sampled inputs per report (the last, partial window is reported too).")
+@click.option("--text", "as_text", is_flag=True, help="Text bundles: INPUT is the text itself, never a file name.")
 def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json: bool, telemetry: Path | None,
-            sample_rate: float, window: int) -> None:
-    """Run INPUT (an image, .npy/.npz, a text file or a quoted string) through BUNDLE."""
+            sample_rate: float, window: int, as_text: bool) -> None:
+    """Run INPUT (an image, .npy/.npz, a text file, or with --text a quoted string) through BUNDLE."""
     import json
 
     import numpy as np
@@ -359,9 +363,11 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
     from edgesmith.bundle.loader import load_bundle, raw_inputs
     from edgesmith.bundle.telemetry import DriftMonitor
 
+    if sample_rate != sample_rate:  # NaN passes click's range check
+        raise DataError("--sample-rate nan: must be a number in [0, 1]")
     monitor = DriftMonitor(sample_rate=sample_rate, window=window, sink=telemetry) if telemetry else None
     with load_bundle(bundle, runtime, telemetry=monitor) as b:
-        out = np.asarray(b.predict(raw_inputs(input_, b.manifest)), dtype=np.float64)
+        out = np.asarray(b.predict(raw_inputs(input_, b.manifest, text=as_text)), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
     if monitor is not None:
         monitor.flush()

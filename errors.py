@@ -72,3 +72,8 @@ class ParityError(EdgesmithError):
 
 class BundleError(UserError):
     """A bundle is missing files, tampered with, or of an unknown schema."""
+
+
+class PathError(UserError):
+    """A path the user gave cannot be used: ``--out`` is a file, an output path is a
+    folder or a block device, or another live run holds the run folder."""

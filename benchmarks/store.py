@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import Any
 from urllib.request import pathname2url
 
 from edgesmith.atomic import write_json, write_text
-from edgesmith.errors import EdgesmithError, UserError
+from edgesmith.errors import DataError, EdgesmithError, UserError
 
 SCHEMA_VERSION = 1
 APP = "edgesmith"
@@ -106,6 +107,8 @@ class ResultsStore:
     def _check(self) -> bool:
         """Whether the file must be initialised; refuses anything but an edgesmith store."""
         p = self.path
+        if p.is_dir():
+            raise DataError(f"{p}: is a folder; pass a results database file (e.g. results.db)")
         if not p.exists() or p.stat().st_size == 0:
             return True
         with open(p, "rb") as f:
@@ -281,20 +284,32 @@ class ResultsStore:
 
         Runs and measurements already present (same digest / uid) are skipped.
         """
+        if Path(path).is_dir():
+            raise DataError(f"{path}: is a folder; pass a .json results export")
         try:
-            doc = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot read results JSON ({e})") from None
+            doc = json.loads(Path(path).read_text(), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError) as e:
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise DataError(f"{path}: cannot read results JSON ({why})") from None
         if not isinstance(doc, dict) or doc.get("app") != APP:
-            raise UserError(f"{path}: not an edgesmith results export (no app='{APP}')")
-        if int(doc.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise UserError(
-                f"{path}: schema version {doc['schema_version']} is newer than {SCHEMA_VERSION}"
-            )
+            raise DataError(f"{path}: not an edgesmith results export (no app='{APP}')")
+        version = doc.get("schema_version", 0)
+        if type(version) is not int or version < 0:
+            raise DataError(f"{path}: schema_version {version!r} is not a version number; "
+                            "pass a file written by `edgesmith results --export`")
+        if version > SCHEMA_VERSION:
+            raise DataError(f"{path}: schema version {version} is newer than {SCHEMA_VERSION}; "
+                            "upgrade edgesmith")
+        for table in TABLES:
+            rows = doc.get(table, [])
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise DataError(f"{path}: '{table}' must be a list of rows")
+            for i, r in enumerate(rows):
+                _check_row(table, r, f"{path}: {table}[{i}]")
         try:
             return self._import_doc(doc)
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as e:
-            raise UserError(
+            raise DataError(
                 f"{path}: malformed results export ({type(e).__name__}: {e})"
             ) from None
 
@@ -337,23 +352,53 @@ class ResultsStore:
         Returns the number of new rows; rows already present (same ``uid``) are skipped.
         """
         types = TABLES["benchmarks"]
+        if Path(path).is_dir():
+            raise DataError(f"{path}: is a folder; pass a .csv results export")
         try:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8") as f:
                 records = list(csv.DictReader(f))
         except (OSError, csv.Error, UnicodeDecodeError) as e:
-            raise UserError(f"{path}: cannot read results CSV ({e})") from None
+            raise DataError(f"{path}: cannot read results CSV ({e})") from None
         if records and not {"uid", "target", "runtime"} <= set(records[0]):
-            raise UserError(
+            raise DataError(
                 f"{path}: not an edgesmith results CSV (no uid/target/runtime columns)"
             )
+        rows = []
+        for n, rec in enumerate(records, start=2):  # line 1 is the header
+            where = f"{path}: line {n}"
+            if None in rec or any(v is None for v in rec.values()):
+                raise DataError(f"{where}: the number of cells differs from the header (truncated?)")
+            try:
+                row = {k: _parse(k, types[k], v) for k, v in rec.items() if k in types and k != "id"}
+            except (ValueError, RecursionError) as e:
+                raise DataError(f"{where}: a cell does not parse ({str(e)[:80] or type(e).__name__})") from None
+            _check_row("benchmarks", row, where)
+            rows.append(row)
         added = 0
         with self._tx():
-            for rec in records:
-                row = {
-                    k: _parse(k, types[k], v) for k, v in rec.items() if k in types and k != "id"
-                }
+            for row in rows:
                 added += bool(self._insert("benchmarks", {**row, "run_id": None}, ignore=True))
         return added
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a measurement")
+
+
+def _check_row(table: str, row: dict[str, Any], where: str) -> None:
+    """Refuse a row a dashboard could not draw: no uid, non-finite or mistyped numbers."""
+    types = TABLES[table]
+    if table == "benchmarks" and not (isinstance(row.get("uid"), str) and row["uid"].strip()):
+        raise DataError(f"{where}: no uid; every measurement needs one (re-export the results)")
+    for k, v in row.items():
+        t = types.get(k, "")
+        if v is None or k in JSON_COLUMNS:
+            continue
+        if t.startswith("INTEGER") and (isinstance(v, bool) or not isinstance(v, int)):
+            raise DataError(f"{where}: {k} must be an integer, got {v!r}")
+        if t.startswith("REAL"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise DataError(f"{where}: {k} must be a finite number, got {v!r}")
 
 
 def _parse(column: str, sql_type: str, text: str) -> Any:
@@ -361,7 +406,7 @@ def _parse(column: str, sql_type: str, text: str) -> Any:
     if text == "":
         return None
     if column in JSON_COLUMNS:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     if sql_type.startswith("INTEGER"):
         return int(text)
     return float(text) if sql_type == "REAL" else text

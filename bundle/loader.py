@@ -100,6 +100,9 @@ class ImageInputs:
         if x.dtype == np.uint8:  # divided, as the data sources do, so uint8 and x / 255 agree exactly
             return x.astype(np.float32) / np.float32(1 / self.scale)
         x = x.astype(np.float32)
+        if x.size and not np.isfinite(x).all():
+            raise BundleError(f"images hold {int((~np.isfinite(x)).sum())} NaN or infinite value(s); "
+                              "pass finite floats in [0, 1] or uint8")
         if x.size and (float(x.min()) < -0.01 or float(x.max()) > 1.01):
             raise BundleError(f"float images must be in [0, 1], these span [{float(x.min()):g}, {float(x.max()):g}]; "
                               "divide by 255 or pass uint8")
@@ -280,44 +283,100 @@ def load_bundle(path: str | os.PathLike, runtime: str | None = None, threads: in
 
 # -------------------------------------------------------------- raw inputs
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_TEXT_CHARS = 100_000  # one literal text; a text file may hold many lines
+MAX_TEXT_FILE_BYTES = 64 << 20
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
-def raw_inputs(arg: str, manifest: dict):
-    """INPUT as the bundle's raw inputs: an image file, a .npy/.npz array, a text file
-    (one input per non-empty line) or, for a text bundle, the string itself; an
-    unreadable INPUT is a :class:`DataError` (a user mistake: exit 2)."""
+def _is_file(arg: str) -> bool:
+    try:
+        return Path(arg).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL: not a file
+        return False
+
+
+def _looks_like_path(arg: str) -> bool:
+    return "/" in arg or "\\" in arg or (" " not in arg and PurePosixPath(arg).suffix.lower() in
+                                           (".txt", ".npy", ".npz", ".csv", ".jsonl", ".json", *IMAGE_SUFFIXES))
+
+
+def raw_inputs(arg: str, manifest: dict, text: bool = False):
+    """INPUT as the bundle's raw inputs (an unreadable INPUT is a :class:`DataError`: exit 2).
+
+    Image bundles: an image file or a .npy/.npz array. Text bundles: with
+    ``text=True`` (``--text``), ``arg`` itself is the one input; otherwise an existing
+    file (UTF-8 text, one input per non-empty line, or a .npy/.npz of strings), and
+    an ``arg`` that names no file is taken as the text itself only when it does not
+    look like a path (no ``/`` or ``\\``, no file suffix such as ``.txt``). Folders,
+    binary files and images are refused as text; a literal text is at most
+    :data:`MAX_TEXT_CHARS` characters."""
     import numpy as np
 
+    is_text = manifest["preprocessing"]["kind"] == "text"
+    if text and not is_text:
+        raise DataError("--text: this bundle takes images; pass an image, .npy or .npz file")
+    if text or (is_text and not _is_file(arg) and not _looks_like_path(arg) and not Path(arg).is_dir()):
+        if len(arg) > MAX_TEXT_CHARS:
+            raise DataError(f"INPUT: {len(arg):,} characters; at most {MAX_TEXT_CHARS:,} for one text "
+                            "(put longer inputs in a file, one per line)")
+        if not arg.strip():
+            raise DataError("INPUT: empty text; pass the text to predict")
+        return [arg]
     path = Path(arg)
-    text = manifest["preprocessing"]["kind"] == "text"
-    if not path.is_file():
-        if text:
-            return [arg]
-        raise DataError(f"{arg}: no such file (an image, .npy or .npz for this image bundle)")
+    if path.is_dir():
+        raise DataError(f"{arg}: is a folder; pass a file" + (" or --text TEXT" if is_text else ""))
+    if not _is_file(arg):
+        what = "a text file, or --text TEXT for a literal string" if is_text else \
+            "an image, .npy or .npz for this image bundle"
+        raise DataError(f"{arg}: no such file ({what})")
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
         try:
             data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+            if suffix == ".npz":
+                if not data.files:
+                    raise DataError(f"{path}: the .npz holds no arrays")
+                data = data["x"] if "x" in data.files else data[data.files[0]]
+        except DataError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError) as e:
             raise DataError(f"{path}: cannot read as a numpy array ({e})") from None
-        if suffix == ".npz":
-            data = data["x"] if "x" in data.files else data[data.files[0]]
-        return [str(t) for t in data] if text else data
-    if suffix in IMAGE_SUFFIXES and not text:
+        if data.size == 0:
+            raise DataError(f"{path}: the array is empty")
+        return [str(t) for t in data] if is_text else data
+    if is_text:
+        return _text_lines(path)
+    if suffix in IMAGE_SUFFIXES:
         from PIL import Image, UnidentifiedImageError
 
         pre = manifest["preprocessing"]
         try:
             img = Image.open(path).convert("L" if pre["channels"] == 1 else "RGB")
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, ValueError) as e:
             raise DataError(f"{path}: cannot read as an image ({e})") from None
         h, w = pre["size"]
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
-    if text:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        if not lines:
-            raise DataError(f"{path}: no text in it")
-        return lines
     raise DataError(f"{path}: unsupported input for an image bundle; pass an image, .npy or .npz")
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file; refuses images, binary and huge files."""
+    size = path.stat().st_size
+    if size > MAX_TEXT_FILE_BYTES:
+        raise DataError(f"{path}: {size:,} bytes; at most {MAX_TEXT_FILE_BYTES:,} for a text input file")
+    data = path.read_bytes()
+    if path.suffix.lower() in IMAGE_SUFFIXES or data.startswith(_IMAGE_MAGIC):
+        raise DataError(f"{path}: is an image; this bundle takes text (a UTF-8 file, one input per line)")
+    if b"\0" in data[:65536]:
+        raise DataError(f"{path}: is a binary file; this bundle takes text (a UTF-8 file, one input per line)")
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        "save it as UTF-8") from None
+    lines = [ln.strip() for ln in content.splitlines() if ln.strip()]
+    if not lines:
+        raise DataError(f"{path}: no text in it")
+    return lines

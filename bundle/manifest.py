@@ -51,6 +51,9 @@ def read_manifest(root: str | os.PathLike, verify: bool = True) -> dict:
             + (f"newer than this edgesmith reads ({SCHEMA_VERSION}); upgrade edgesmith" if newer
                else f"unknown; this edgesmith reads schema_version 1 to {SCHEMA_VERSION}")
         )
+    from edgesmith.bundle.schema import check_manifest
+
+    check_manifest(manifest, path)  # every field's shape, before any is used
     checksums = {c["path"]: c for c in manifest.get("checksums", [])}
     for c in checksums.values():
         safe_path(root, c["path"], path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
@@ -111,23 +112,44 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise RecipeError(key, f"expected an integer, got {_describe(value)}")
+                value = int(value)
+            else:
+                raise RecipeError(key, f"expected an integer, got {_describe(value)}")
+        if abs(value) > MAX_INT:
+            raise RecipeError(key, f"{value} is out of range (at most {MAX_INT:,} in magnitude)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             if isinstance(value, str):
                 try:
-                    return float(value)  # YAML reads 3e-4 as a string
+                    value = float(value)  # YAML reads 3e-4 as a string
                 except ValueError:
                     pass
-            raise RecipeError(key, f"expected a number, got {_describe(value)}")
-        return float(value)
+            if not isinstance(value, float):
+                raise RecipeError(key, f"expected a number, got {_describe(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise RecipeError(key, f"{value} is too large for a number") from None
+        if not math.isfinite(value):
+            raise RecipeError(key, f"must be a finite number, got {value}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise RecipeError(key, f"expected a string, got {_describe(value)}")
         return value
     return value
+
+
+MAX_INT = 2**53  # exact in JSON and in a float
+# Upper bounds by field name, for every config: a value past them is a typo, not a plan.
+LIMITS: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "epochs": (0, 10_000),
+    "iterations": (0, 10_000_000),
+    "warmup": (0, 1_000_000),
+    "batch_size": (1, 1 << 20),
+}
 
 
 def _check_range(value: Any, rng: tuple, key: str) -> None:
@@ -156,6 +178,8 @@ class Config:
             v = coerce(getattr(self, f.name), hints[f.name], f.name)
             if "range" in f.metadata:
                 _check_range(v, f.metadata["range"], f.name)
+            if f.name in LIMITS and isinstance(v, int) and not isinstance(v, bool):
+                _check_range(v, (*LIMITS[f.name], False, False), f.name)
             object.__setattr__(self, f.name, v)
         self.validate()
 

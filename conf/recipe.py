@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edgesmith.conf import yaml_safe
+from edgesmith.conf.archs import check_arch, check_name
 from edgesmith.conf.base import Config, RecipeError, at_least, between
 from edgesmith.errors import UserError
 
@@ -134,6 +136,8 @@ class TeacherConfig(Config):
                 raise RecipeError(k, f"no such file or directory '{v}'; fix the path")
         if self.source == "train" and self.train is None:
             raise RecipeError("train", "required when source is 'train'")
+        if self.source in ("train", "torchvision"):
+            check_arch(self.arch, self.kwargs, self.num_classes, self.in_channels)
 
 
 @dataclass
@@ -152,6 +156,8 @@ class StudentConfig(Config):
             raise RecipeError("arch", "give exactly one of 'arch' or 'rule'")
         if self.rule == "keep-layers" and not self.keep_layers:
             raise RecipeError("keep_layers", "required when rule is 'keep-layers'")
+        if self.arch is not None:
+            check_arch(self.arch, self.kwargs)
 
 
 @dataclass
@@ -263,6 +269,7 @@ class Recipe(Config):
 
         STAGES = stages()
 
+        check_name("name", self.name)  # the run folder and the teacher cache are named after it
         parsed, seen = [], set()
         for i, raw in enumerate(self.stages):
             key = f"stages[{i}]"
@@ -278,6 +285,7 @@ class Recipe(Config):
                 raise RecipeError(f"{key}.kind", STAGES.unknown_message(kind))
             cfg = STAGES.get(kind).config.from_dict(raw, key)
             name = cfg.name or kind
+            check_name(f"{key}.name", name)  # names the stage's folder
             if name in seen:
                 raise RecipeError(f"{key}.name", f"stage name '{name}' is used twice; give each a unique name")
             seen.add(name)
@@ -342,20 +350,15 @@ def resolve_recipe_path(recipe: str | os.PathLike | None) -> Path:
 
 def load_recipe(recipe: str | os.PathLike | dict | None = None, overrides: list[str] | None = None) -> Recipe:
     """Load, override (``stages.distill.epochs=1``) and validate a recipe."""
-    import yaml
-
     if isinstance(recipe, dict):
         raw, label = copy.deepcopy(recipe), "<recipe>"
     else:
         path = resolve_recipe_path(recipe)
         label = _display(path)
         try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise RecipeError("", f"invalid YAML{where}: {problem}", label) from None
+            raw = yaml_safe.load_file(path)  # refuses folders, binary, non-UTF-8, duplicate keys, alias bombs
+        except RecipeError as e:
+            raise e.with_file(label) from None
         if not isinstance(raw, dict):
             raise RecipeError("", "a recipe must be a YAML mapping at the top level", label)
     set_keys: dict[str, str] = {}  # resolved key path -> the --set that wrote it
@@ -388,14 +391,15 @@ def apply_override(raw: dict, override: str) -> str:
     """Apply ``a.b[0].c=value`` (value parsed as YAML) to the raw recipe dict.
     In ``stages`` a segment may be a stage's name or kind: ``stages.distill.lr=1e-4``.
     Returns the key path it wrote, with stage names resolved (``stages[0].lr``)."""
-    import yaml
 
     if "=" not in override:
         raise RecipeError("", "expected KEY=VALUE")
     key, _, text = override.partition("=")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = yaml_safe.loads(text)
+    except RecipeError as e:
+        if not e.message.startswith("invalid YAML"):
+            raise RecipeError("--set", f"{key}: {e.message}") from None
         value = text
     segs = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _SEG.finditer(key)]
     if not segs:

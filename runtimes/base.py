@@ -84,6 +84,9 @@ class Runtime(ABC):
             )
         self.threads, self.device = int(threads), device
         self.closed = False
+        from edgesmith.runtimes.validate import check_container
+
+        check_container(self.path)  # a damaged or foreign file never reaches the native runtime
         try:
             self._load()
         except EdgesmithError:

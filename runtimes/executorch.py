@@ -55,7 +55,16 @@ class ExecuTorchRuntime(Runtime):
             if lib._threadpool_get_thread_count() != self.threads:
                 lib._unsafe_reset_threadpool(self.threads)
         self._torch = importlib.import_module("torch")
-        self.program = et.Runtime.get().load_program(self.path)
+        from edgesmith.runtimes.validate import probe_in_child
+
+        def load_program():  # full flatbuffer verification: a damaged program is an error, not an abort
+            verification = getattr(et, "Verification", None)
+            if verification is None:
+                return et.Runtime.get().load_program(self.path)
+            return et.Runtime.get().load_program(self.path, verification=verification.InternalConsistency)
+
+        probe_in_child(self.path, self.name, lambda: load_program().load_method("forward"))
+        self.program = load_program()
         if "forward" not in self.program.method_names:
             raise EdgesmithError(f"{self.path}: the {self.name} program has no 'forward' method "
                                  f"(it has: {', '.join(sorted(self.program.method_names))})")
