@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edgesmith import __version__
-from edgesmith.errors import EdgesmithError, UserError
+from edgesmith.errors import DataError, EdgesmithError, UserError
 
 NOISY_LOGGERS = ("torch.utils._pytree", "torch._dynamo", "torch.onnx", "transformers", "onnxscript", "absl",
                  "tensorflow", "executorch", "coremltools", "torchao", "root")

@@ -17,11 +17,13 @@ import torch
 
 from edgesmith import __version__, atomic
 from edgesmith.compress.stage import stages
-from edgesmith.errors import UserError
+from edgesmith.errors import RecipeError, UserError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
+from edgesmith.pipeline import integrity
 from edgesmith.pipeline import steps as step_impl
 from edgesmith.pipeline.context import RunContext
+from edgesmith.pipeline.lock import run_lock
 from edgesmith.pipeline.plan import (
     BENCHMARK,
     EXPORT,
@@ -40,7 +42,7 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise RecipeError("--device", f"{device}: no CUDA device is available here; use --device cpu")
     return device
 
 
@@ -79,19 +81,18 @@ class Runner:
         return step.key(self.recipe, prev_key)
 
     def _done(self, step: Step, key: str) -> dict | None:
-        """The ``stage.json`` of a finished step with this key (reusable), else None."""
-        meta = step.dir / "stage.json"
+        """The ``stage.json`` of a finished step with this key whose files verify
+        (reusable), else None: a damaged step is recomputed, never shipped."""
         if self.force_from is not None and step.index >= self.force_from:
             return None
-        if meta.exists():
-            info = json.loads(meta.read_text())
-            if info.get("key") == key:
-                return info
-        return None
+        return integrity.reusable(step.dir, key)
 
     # ------------------------------------------------------------------- run
     def run(self) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.out):  # one run per folder; cleans a killed run's temporary folders
+            return self._run()
+
+    def _run(self) -> dict:
         atomic.write_text(self.out / "recipe.resolved.yaml", _yaml(self.recipe.to_dict()))
         prev_key, model = None, None
         for step in self.steps:
@@ -132,6 +133,7 @@ class Runner:
                 info.setdefault("params", count_params(model))
             info = json.loads(json.dumps(info))  # what stage.json holds, kept in memory
             atomic.write_json(tmp / "stage.json", info)
+            integrity.record(tmp)  # files.json: size + sha256 of each file, checked on reuse
         return model, info
 
     def models(self) -> Iterator[tuple[Step, torch.nn.Module]]:
@@ -144,8 +146,7 @@ class Runner:
         prev_key, model = None, None
         for step in self.steps:
             key = self._key(step, prev_key)
-            meta = step.dir / "stage.json"
-            info = json.loads(meta.read_text()) if meta.exists() else {}
+            info = integrity.read_stage(step.dir) or {}
             if info.get("key") != key:
                 raise UserError(f"{step.dir}: step '{step.name}' has not finished with this recipe; "
                                      "run `edgesmith run` first")
