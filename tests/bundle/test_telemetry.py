@@ -6,7 +6,6 @@ line per window, and the CLI reports without tracebacks."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import threading
@@ -15,40 +14,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
-import edgesmith
 from edgesmith.atomic import sha256_file, write_json
-from edgesmith.cli import main
-from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
-from edgesmith.data import build_splits
-from edgesmith.errors import BundleError, RecipeError
 from edgesmith.bundle import load_bundle
 from edgesmith.bundle.loader import MANIFEST
 from edgesmith.bundle.telemetry import UNIT_BINS, DriftMonitor, histogram, psi
-
-TRAIN = 900  # of digits' 1,797: 359 eval (the reference profile), 64 calibration, 474 never seen
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory, edgesmith_cache) -> SimpleNamespace:
-    """A small digits-quick run (teacher only, ONNX only) and its 474 unseen digits."""
-    raw = yaml.safe_load(resolve_recipe_path("digits-quick").read_text())
-    raw["teacher"]["kwargs"] = {"widths": [8, 16], "pools": [True, True], "hidden": 32, "dropout": 0.0}
-    raw["teacher"]["train"]["epochs"] = 8
-    raw["stages"] = []
-    raw["data"]["splits"]["train"] = TRAIN
-    raw["export"] = {"formats": ["onnx"], "parity": {"samples": 64}}
-    raw["benchmark"]["runtimes"] = []
-    out = tmp_path_factory.mktemp("digits") / "run"
-    edgesmith.run(raw, out)
-    data = load_recipe(out / "recipe.resolved.yaml").data
-    splits = build_splits(data)
-    pool = build_splits(dataclasses.replace(data, splits=dataclasses.replace(data.splits, train=None)))["train"]
-    assert np.array_equal(pool.x[:TRAIN], splits["train"].x)  # same permutation: the rest was never trained on
-    held = pool.subset(range(TRAIN, len(pool)))
-    return SimpleNamespace(bundle=out / "bundle", held=held, eval=splits["eval"])
+from edgesmith.cli import main
+from edgesmith.errors import BundleError, RecipeError
 
 
 def _scores(report: dict) -> dict[str, float]:
@@ -318,9 +291,9 @@ def text(tmp_path_factory) -> SimpleNamespace:
     transformers = pytest.importorskip("transformers")
     if not FORTUNES.is_file():
         pytest.skip(f"{FORTUNES} missing: run ./setup.sh (Debian package fortunes)")
+    from edgesmith.bundle.profile import reference_profile
     from edgesmith.data.sources import RawData
     from edgesmith.data.texts import fortune_entries
-    from edgesmith.bundle.profile import reference_profile
     from edgesmith.models.encoder import package_model_path
 
     entries = [t for t in fortune_entries(FORTUNES.read_text(errors="replace")) if len(t) < 300]
