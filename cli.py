@@ -405,50 +405,43 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
     _console().print(t)
 
 
-@main.command(short_help="Compare inputs with a bundle's reference profile.", epilog="""\b
-Example:
-  edgesmith drift runs/fashion-mnist/bundle animal-images.npz""")
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.argument("input_", metavar="INPUT")
+@main.command(short_help="Drift of a bundle's traffic, from inputs or device reports.", epilog="""\b
+Examples:
+  edgesmith drift runs/fashion-mnist/bundle animal-images.npz
+  edgesmith drift phone1.jsonl phone2.jsonl --fail-on drift
+  edgesmith drift merge phone*.jsonl -o fleet.jsonl""")
+@click.argument("args", nargs=-1, required=True, metavar="BUNDLE INPUT | REPORTS.jsonl... | merge REPORTS...")
 @click.option("--runtime", type=RUNTIME_CHOICE, callback=_runtime_alias, metavar="NAME",
-              help=f"Runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
-@click.option("--json", "as_json", is_flag=True, help="Print the drift report as JSON instead of a table.")
-def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None:
-    """Compare all of INPUT (as for predict) with BUNDLE's reference profile: PSI per
-    statistic and a status (ok < 0.1 <= warn <= 0.25 < drift). Exits 0 on drift too."""
-    import json
+              help=f"BUNDLE INPUT: runtime to run in, {RUNTIME_HELP}; default: the first format that passed parity.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--fail-on", "fail_on", type=click.Choice(["never", "warn", "drift"]), default="never",
+              show_default=True, help="Exit 3 when a report reaches this status (recalibrate counts as drift).")
+@click.option("--out", "-o", "out", type=click.Path(path_type=Path), help="merge: write the merged report here.")
+@click.option("--prometheus", type=click.Path(path_type=Path),
+              help="REPORTS: also write the Prometheus text exposition of the latest reports here.")
+def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: str, out: Path | None,
+          prometheus: Path | None) -> None:
+    """Drift of a bundle's traffic from its reference profile, three ways:
 
-    from edgesmith.bundle.loader import load_bundle, raw_inputs
-    from edgesmith.bundle.telemetry import DriftMonitor
+    \b
+    edgesmith drift BUNDLE INPUT          all of INPUT (as for predict) as one window
+    edgesmith drift REPORTS.jsonl...      timeline per statistic of a device's / many devices' reports
+    edgesmith drift merge REPORTS... -o fleet.jsonl   one scored window of all of them
 
-    with load_bundle(bundle, runtime) as b:
-        DriftMonitor(sample_rate=0.0).attach(b)  # no reference profile: one line before any work
-        raw = raw_inputs(input_, b.manifest)  # an unreadable INPUT: DataError, exit 2
-        out = b.predict(raw)
-        monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
-        monitor.observe(raw, out)
-        report, used = monitor.reports[-1], f"{b.format} on {b.runtime.name}"
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    from rich.table import Table
+    Every score has a p-value; no alarm below the window's minimum sample."""
+    from edgesmith.bundle.telemetry.views import drift_bundle, drift_merge, drift_reports
 
-    colour = {"ok": "green", "warn": "yellow", "drift": "red"}
-    c, w = report["config"], report["window"]
-    t = Table()
-    for col in ("statistic", "metric", "value", "status"):
-        t.add_column(col, justify="right" if col == "value" else "left")
-    for st in report["statistics"]:
-        t.add_row(st["name"], st["metric"], f"{st['value']:.4f}", f"[{colour[st['status']]}]{st['status']}[/]")
-    console = _console()
-    console.print(f"{bundle} ({used}): {w['samples']} inputs vs the {w['reference_samples']} of its reference profile")
-    console.print(t)
-    metrics = {st["metric"] for st in report["statistics"]}
-    rules = {"psi": f"PSI ok < {c['psi_warn']} <= warn <= {c['psi_drift']} < drift",
-             "shift": f"mean shift in reference std: ok < {c['shift_warn']} <= warn <= {c['shift_drift']} < drift"}
-    console.print("; ".join(rules[m] for m in sorted(metrics)), style="dim")
-    console.print(f"status: [{colour.get(report['status'], 'white')}]{report['status']}[/]"
-                  + (f" (worst: {report['worst']})" if report["worst"] else ""))
+    if args[0] == "merge":
+        status = drift_merge([Path(a) for a in args[1:]], out, as_json)
+    elif len(args) == 2 and (Path(args[0]).is_dir() or Path(args[0]).name == "edgesmith.json"):
+        status = drift_bundle(Path(args[0]), args[1], runtime, as_json)
+    else:
+        status = drift_reports([Path(a) for a in args], as_json, prometheus)
+    from edgesmith.bundle.telemetry.scoring import STATUSES
+
+    if fail_on != "never" and STATUSES.index(status) >= STATUSES.index(fail_on):
+        click.secho(f"drift: status {status} reaches --fail-on {fail_on}", fg="red", err=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,8 @@ class Bundle:
         return self.telemetry
 
     def close(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.close()  # a last try to deliver spooled drift reports
         self.runtime.close()
 
     def __enter__(self) -> Bundle:

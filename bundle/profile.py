@@ -4,7 +4,12 @@ the bundle itself (its preprocessing, its file, its runtime).
 
 A monitor compares live traffic with it: per-channel pixel statistics or token
 lengths for the inputs; the predicted-class histogram and the histogram of the
-top softmax probability for classifiers; embedding norms for encoders.
+top softmax probability for classifiers; embedding norms and a compact summary of
+the embeddings (centroid, principal directions, projection histograms, a sample of
+projections: :mod:`edgesmith.bundle.telemetry.embedding`) for encoders; and, for a
+static int8 ONNX file, the calibration ranges of a few activation quantizers with
+the fraction of reference values outside them
+(:mod:`edgesmith.bundle.telemetry.calibration`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.bundle.telemetry import (  # one binning for the profile and the monitor reading it
+from edgesmith.bundle.telemetry.stats import (  # one binning for the profile and the monitor reading it
     QUANTILES,
     UNIT_BINS,
     histogram,
@@ -55,7 +60,10 @@ def _classifier_outputs(out: np.ndarray, labels: list[str] | None, y: np.ndarray
 
 
 def _embedding_outputs(out: np.ndarray, labels: list[str] | None, y: np.ndarray | None) -> dict:
-    return {"dim": int(out.shape[1]), "norm": summary(np.linalg.norm(out, axis=1))}
+    from edgesmith.bundle.telemetry.embedding import embedding_profile
+
+    return {"dim": int(out.shape[1]), "norm": summary(np.linalg.norm(out, axis=1)),
+            "embedding": embedding_profile(out)}
 
 
 INPUT_PROFILES: dict[str, Callable[..., dict]] = {"image": _image_inputs, "text": _text_inputs}
@@ -69,8 +77,14 @@ def reference_profile(bundle, raw, split: str, limit: int = 1000) -> dict:
     manifest = bundle.manifest
     out = np.asarray(bundle.predict(sub.x), dtype=np.float64)
     meaning = manifest["outputs"][0]["meaning"]
-    return {
+    profile = {
         "split": split, "samples": len(sub), "format": bundle.format,
         "inputs": INPUT_PROFILES[manifest["preprocessing"]["kind"]](bundle, sub.x),
         "outputs": OUTPUT_PROFILES[meaning](out, manifest.get("labels"), sub.y),
     }
+    from edgesmith.bundle.telemetry.calibration import saturation_profile
+
+    calibration = saturation_profile(bundle, sub.x, limit)
+    if calibration is not None:
+        profile["calibration"] = calibration
+    return profile

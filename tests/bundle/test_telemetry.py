@@ -6,7 +6,6 @@ line per window, and the CLI reports without tracebacks."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import threading
@@ -15,40 +14,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
-import edgesmith
 from edgesmith.atomic import sha256_file, write_json
 from edgesmith.bundle import load_bundle
 from edgesmith.bundle.loader import MANIFEST
 from edgesmith.bundle.telemetry import UNIT_BINS, DriftMonitor, histogram, psi
 from edgesmith.cli import main
-from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
-from edgesmith.data import build_splits
 from edgesmith.errors import BundleError, RecipeError
-
-TRAIN = 900  # of digits' 1,797: 359 eval (the reference profile), 64 calibration, 474 never seen
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory, edgesmith_cache) -> SimpleNamespace:
-    """A small digits-quick run (teacher only, ONNX only) and its 474 unseen digits."""
-    raw = yaml.safe_load(resolve_recipe_path("digits-quick").read_text())
-    raw["teacher"]["kwargs"] = {"widths": [8, 16], "pools": [True, True], "hidden": 32, "dropout": 0.0}
-    raw["teacher"]["train"]["epochs"] = 8
-    raw["stages"] = []
-    raw["data"]["splits"]["train"] = TRAIN
-    raw["export"] = {"formats": ["onnx"], "parity": {"samples": 64}}
-    raw["benchmark"]["runtimes"] = []
-    out = tmp_path_factory.mktemp("digits") / "run"
-    edgesmith.run(raw, out)
-    data = load_recipe(out / "recipe.resolved.yaml").data
-    splits = build_splits(data)
-    pool = build_splits(dataclasses.replace(data, splits=dataclasses.replace(data.splits, train=None)))["train"]
-    assert np.array_equal(pool.x[:TRAIN], splits["train"].x)  # same permutation: the rest was never trained on
-    held = pool.subset(range(TRAIN, len(pool)))
-    return SimpleNamespace(bundle=out / "bundle", held=held, eval=splits["eval"])
 
 
 def _scores(report: dict) -> dict[str, float]:
@@ -108,6 +81,12 @@ def test_single_class_traffic_drifts_on_predictions(digits) -> None:
     rep = _profile_all(digits.bundle, threes)
     s = _scores(rep)
     print("class 3 only PSI", s, len(threes))
+    # 39 items are below the minimum sample (140 against a 359-item reference): no alarm yet
+    assert len(threes) < rep["window"]["min_samples"] == 140 and rep["status"] == "insufficient"
+    rep = _profile_all(digits.bundle, threes, min_samples=30)  # a user who accepts less power
+    s = _scores(rep)
+    p = {st["name"]: st["p_value"] for st in rep["statistics"]}
+    assert p["predicted_class"] < 0.01 / 3 and p["pixels[0]"] > 0.01 / 3, p
     assert s["predicted_class"] > 0.25 and rep["status"] == "drift" and rep["worst"] == "predicted_class"
     assert s["pixels[0]"] < 0.1, s  # the pixel marginals of one digit class stay close to all digits'
     assert [st["fractions"] for st in rep["statistics"] if st["name"] == "predicted_class"][0]["3"] > 0.8
@@ -170,9 +149,10 @@ def test_jsonl_sink_one_aggregate_line_per_window(digits, tmp_path) -> None:
     assert all(r["window"]["samples"] == 100 and r["window"]["full"] for r in reports)
     assert reports[-1]["window"]["requests_seen"] == 400 and reports[0]["bundle"]["recipe"] == "digits-quick"
     for line, r in zip(lines, reports, strict=True):  # aggregates only: nothing of any single input
-        assert len(line) < 2500
+        assert len(line) < 6000
         lists = [v for s in r["statistics"] for v in s.values() if isinstance(v, (list, dict))]
         assert all(len(v) <= 10 for v in lists)
+        assert all(st["p_value"] > 0 and st["status"] == "insufficient" for st in r["statistics"])
     assert monitor.report()["window"]["samples"] == len(digits.held) - 400
     last = monitor.flush()
     assert last["window"] == {**last["window"], "samples": 74, "full": False, "index": 4}
@@ -269,7 +249,8 @@ def test_cli_predict_writes_telemetry(digits, tmp_path) -> None:
     assert r.exit_code == 0, r.output
     reports = [json.loads(line) for line in sink.read_text().splitlines()]
     assert [(x["window"]["samples"], x["window"]["full"]) for x in reports] == [(200, True), (200, True), (74, False)]
-    assert all(x["status"] == "drift" for x in reports)
+    assert [x["status"] for x in reports] == ["drift", "drift", "insufficient"]  # 74 < the minimum sample, 140
+    assert all(st["p_value"] < 0.01 for st in reports[0]["statistics"] if st["name"] == "pixels[0]")
     r = CliRunner().invoke(main, ["predict", str(digits.bundle), str(tmp_path / "inverted.npy"),
                                   "--telemetry", str(sink), "--sample-rate", "2"])
     assert r.exit_code == 2 and "Traceback" not in r.output
@@ -348,8 +329,9 @@ def test_text_token_lengths(text) -> None:
     for name in ("held", "long", "short"):
         rep = _profile_all(text.bundle, getattr(text, name))
         scores[name] = s = _scores(rep)
-        assert set(s) == {"token_length", "embedding_norm"}
-        assert [x["metric"] for x in rep["statistics"]] == ["psi", "shift"]
+        assert set(s) == {"token_length", "embedding_norm", "embedding_directions", "centroid_cosine",
+                          "embedding_mmd"}
+        assert [x["metric"] for x in rep["statistics"]] == ["psi", "shift", "max_psi", "psi", "mmd"]
         if name == "held":
             assert rep["status"] == "ok" and s["token_length"] < 0.1 and abs(s["embedding_norm"]) < 0.32, s
         else:
