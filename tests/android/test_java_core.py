@@ -1,0 +1,43 @@
+"""The pure-Java core of the Android app (android-demo/core) against the Python side:
+its JUnit tests run on the JVM with golden vectors written by edgesmith.bundle.golden
+for a real digits bundle and a MiniLM-tokenizer text bundle, and must all pass."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ANDROID_DEMO = Path(__file__).parents[2] / "android-demo"
+JAVA_TESTS = 23  # StatsTest 6, ManifestTest 8, GoldenImageTest 4, GoldenTextTest 5 (android-demo/core/src/test)
+
+
+def test_golden_vectors_cover_the_tricky_cases(goldens) -> None:
+    image, text = goldens.image_data, goldens.text_data
+    assert len(image["images"]) == 14 and image["format"] == "onnx" and image["runtime"] == "onnxruntime"
+    ids = {t["text"]: t["input_ids"] for t in text["texts"]}
+    assert ids["Hello, world!"] == [101, 7592, 1010, 2088, 999, 102]  # MiniLM's vocabulary
+    assert ids[""] == [101, 102] and len(ids["The quick brown fox jumps over the lazy dog. " * 12]) == 64
+    assert ids["[CLS] inside [SEP] text [MASK] and [UNK] too"][:4] == [101, 101, 2503, 102]  # specials kept
+    statuses = {s["name"]: [r["status"] for r in s["reports"]] for s in image["telemetry"]}
+    assert statuses == {"held": ["ok", "ok"], "inverted": ["drift", "drift"]}, statuses  # 474 digits, 2 windows
+    assert {r["status"] for s in text["telemetry"] if s["name"] == "short" for r in s["reports"]} == {"drift"}
+
+
+def test_java_core_matches_python(goldens) -> None:
+    if shutil.which("javac") is None:
+        pytest.skip("javac not on PATH: install a JDK (apt-get install default-jdk-headless, or ./setup.sh)")
+    t0 = time.perf_counter()
+    res = subprocess.run([str(ANDROID_DEMO / "core" / "run-tests.sh"), "--image-golden", str(goldens.image),
+                          "--text-golden", str(goldens.text)], capture_output=True, text=True, timeout=300)
+    took = time.perf_counter() - t0
+    print(res.stdout[-3000:], f"\ncompile + run: {took:.1f} s")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = re.search(r"java core: (\d+) tests, (\d+) failures, (\d+) skipped", res.stdout)
+    assert summary and summary.groups() == (str(JAVA_TESTS), "0", "0"), res.stdout[-2000:]
+    reported = re.search(r"image drift reports: (\d+) matched", res.stdout)
+    assert reported and int(reported.group(1)) == sum(len(s["reports"]) for s in goldens.image_data["telemetry"])
