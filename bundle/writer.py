@@ -145,6 +145,7 @@ class _Builder:
             "preprocessing": preprocessing,
             "labels": self.ctx.raw["train"].classes,
             "formats": formats,
+            "fidelity": fidelity(self.runner),
             "checksums": checksums,
         }
 
@@ -214,6 +215,33 @@ def _exports(runner: Any) -> list[dict]:
     if meta is None or not meta.exists():
         raise BundleError(f"{runner.out}: the export step has not run; nothing to bundle")
     return json.loads(meta.read_text())["exports"]
+
+
+FIDELITY_KEYS = ("accuracy", "teacher_agreement", "cosine_to_teacher", "cosine_to_teacher_p05",
+                 "retrieval_r1", "retrieval_r10")
+FIDELITY_PROTOCOL = {
+    "accuracy": "the probe's (or eval split's) accuracy, the same protocol for the teacher and every stage",
+    "cosine_to_teacher": "mean cosine to the teacher's embedding on the held-out eval split; _p05: its 5th percentile",
+    "retrieval": "held-out WordNet synsets (never in a distillation or vocabulary corpus): each example sentence "
+                 "must retrieve its own gloss among all held-out glosses by cosine; recall@1 and @10",
+}
+
+
+def fidelity(runner: Any) -> dict:
+    """The teacher's and every stage's quality metrics (``FIDELITY_KEYS``), with the
+    final stage's retrieval recall as a share of the teacher's."""
+    import json
+
+    infos = getattr(runner, "_infos", None) or [
+        json.loads((s["dir"] / "stage.json").read_text()) for s in runner.steps if (s["dir"] / "stage.json").is_file()]
+    rows = {i["name"]: {k: i["metrics"][k] for k in FIDELITY_KEYS if k in i["metrics"]}
+            for i in infos if i.get("metrics")}
+    final = next((n for n in reversed(rows) if n != "teacher"), None)
+    out: dict[str, Any] = {"protocol": FIDELITY_PROTOCOL, "final": final, "stages": rows}
+    t, f = rows.get("teacher", {}), rows.get(final, {})
+    if t.get("retrieval_r1") and "retrieval_r1" in f:
+        out["retrieval_r1_vs_teacher"] = round(f["retrieval_r1"] / t["retrieval_r1"], 4)
+    return out
 
 
 def _embedding_facts(builder: _Builder) -> dict:

@@ -245,6 +245,9 @@ class Recipe(Config):
     student: StudentConfig | None = None
     probe: ProbeConfig | None = None
     stages: list[dict[str, Any]] = field(default_factory=list)
+    # text encoders: the held-out retrieval check run for the teacher and every stage
+    # (WordNet: a held-out synset's example sentence must find its own gloss); null: none
+    retrieval: Literal["wordnet"] | None = "wordnet"
     export: ExportConfig = field(default_factory=ExportConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 

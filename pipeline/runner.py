@@ -64,6 +64,7 @@ class Runner:
         if step["kind"] == "teacher":
             payload["teacher"] = r.teacher.to_dict()
             payload["probe"] = r.probe.to_dict() if r.probe else None
+            payload["retrieval"] = r.retrieval  # every step's metrics include it
         elif step["kind"] == "export":
             payload["export"] = r.export.to_dict()
         elif step["kind"] == "benchmark":
