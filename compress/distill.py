@@ -1,6 +1,7 @@
 """Knowledge distillation: logit KD (Hinton et al.) for classifiers and
 embedding KD (cosine + MSE) for sentence encoders, with the teacher's outputs
-computed once and cached for every epoch.
+computed once for every epoch (and, with ``targets_cache``, once for every stage
+and re-run: :mod:`edgesmith.compress.targets`).
 
 Example:
     >>> student = distill(student, teacher, DistillConfig(epochs=2), task, train, val)
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesmith.compress.targets import teacher_outputs
 from edgesmith.compress.train import FitResult, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
@@ -90,9 +92,12 @@ def distill(
     device: str = "cpu",
     checkpoint_dir: Path | None = None,
     seed: int = 0,
+    targets_cache: Path | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """Train ``student`` to match ``teacher`` on ``train``; returns the student
-    with its best weights on ``val`` (teacher agreement / cosine)."""
+    with its best weights on ``val`` (teacher agreement / cosine). The teacher's
+    outputs are read from ``targets_cache`` when it holds them
+    (:func:`~edgesmith.compress.targets.teacher_outputs`)."""
     loss_kind = config.loss if config.loss != "auto" else ("logit" if task.kind == "classification" else "embedding")
     if loss_kind == "logit" and task.kind != "classification":
         raise RecipeError("loss", f"'logit' needs a classifier; this is a {task.kind} model: use 'embedding'")
@@ -102,7 +107,8 @@ def distill(
         raise RecipeError("loss", "'hidden' needs SentenceEncoder student and teacher; use 'embedding'")
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
-    cached = TensorSet(train.inputs, train.labels, aux=task.predict(teacher, train, device=device))
+    cached = TensorSet(train.inputs, train.labels,
+                       aux=teacher_outputs(teacher, task, train, device=device, cache_dir=targets_cache))
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
         if loss_kind == "hidden":
@@ -114,7 +120,7 @@ def distill(
 
     validate = None
     if val is not None and len(val):
-        val_teacher = task.predict(teacher, val, device=device)
+        val_teacher = teacher_outputs(teacher, task, val, device=device, cache_dir=targets_cache)
 
         def validate(model: nn.Module) -> float:
             m = task.metrics(task.predict(model, val, device=device), val_teacher, val.labels)

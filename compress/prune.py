@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -106,6 +107,7 @@ def prune(
     *,
     device: str = "cpu",
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Prune a copy of ``model``; returns ``(pruned_model, report)``.
 
@@ -115,6 +117,7 @@ def prune(
         task, train, val: needed for recovery fine-tuning (``epochs > 0``) and, for
             structured pruning, to trace the model (``train``'s first samples).
         teacher: the recovery loss distils from it; default: ``model`` as it was.
+        cache_dir: the teacher-target cache (:mod:`edgesmith.compress.targets`); None: no cache.
 
     Returns:
         The report holds per-layer real sparsity (or kept channels / heads /
@@ -134,7 +137,8 @@ def prune(
         if task is None:
             raise StageError(f"{config.name or 'prune'}: auto mode needs the task and held-out data to score layers")
         auto = plan_prune(pruned, config, task, val, teacher, device)
-    recovery = KDRecovery(reference, config, task, train, val, device=device, seed=seed) if reference is not None else None
+    recovery = KDRecovery(reference, config, task, train, val, device=device, seed=seed,
+                          cache_dir=cache_dir) if reference is not None else None
     ratios = None if auto is None else auto["ratios"]
     if config.method == "unstructured":
         report = _unstructured(pruned, config, recovery, ratios)

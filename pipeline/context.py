@@ -130,6 +130,14 @@ class RunContext:
         c, s = (None, None) if self.is_text else self.image_shape
         return build_student(self.recipe.student, self.teacher, self.num_classes, c, s)
 
+    @property
+    def targets_cache(self) -> Path:
+        """Where the teacher's outputs on the training data are cached, by content
+        (:mod:`edgesmith.compress.targets`): shared by the stages and by re-runs."""
+        from edgesmith.cache import cache_root
+
+        return cache_root() / "targets"
+
     def teacher_eval_outputs(self) -> torch.Tensor:
         if self._teacher_eval is None:
             view = self.view("teacher")

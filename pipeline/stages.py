@@ -61,10 +61,12 @@ def _run_distill(ctx, cfg: DistillConfig, model, stage_dir):
     student = ctx.new_student()
     train, val = ctx.train_val(cfg.val_fraction)
     student, fit = _in_stage(ctx, cfg, distill, student, ctx.teacher, cfg, ctx.task, train, val,
-                             device=ctx.device, checkpoint_dir=stage_dir, seed=ctx.recipe.seed)
+                             device=ctx.device, checkpoint_dir=stage_dir, seed=ctx.recipe.seed,
+                             targets_cache=ctx.targets_cache)
     (stage_dir / "best.safetensors").unlink(missing_ok=True)
     return student, {"fit": {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
-                             "best_val": fit.best_score, "history": fit.history}}
+                             "best_val": fit.best_score, "history": fit.history,
+                             "samples_per_s": round(fit.samples_per_s, 1)}}
 
 
 def _distill_skeleton(ctx, prev_model, cfg, info):
@@ -92,7 +94,7 @@ def _run_prune(ctx, cfg: PruneConfig, model, stage_dir):
 
     train, val = ctx.train_val(cfg.val_fraction)
     return _in_stage(ctx, cfg, prune, model, cfg, ctx.task, train, val, ctx.teacher,
-                     device=ctx.device, seed=ctx.recipe.seed)
+                     device=ctx.device, seed=ctx.recipe.seed, cache_dir=ctx.targets_cache)
 
 
 def _prune_skeleton(ctx, prev_model, cfg, info):
@@ -106,7 +108,7 @@ def _run_lowrank(ctx, cfg: LowRankConfig, model, stage_dir):
 
     train, val = ctx.train_val(cfg.val_fraction)
     return _in_stage(ctx, cfg, factorize, model, cfg, ctx.task, train, val, ctx.teacher,
-                     device=ctx.device, seed=ctx.recipe.seed)
+                     device=ctx.device, seed=ctx.recipe.seed, cache_dir=ctx.targets_cache)
 
 
 def _lowrank_skeleton(ctx, prev_model, cfg, info):

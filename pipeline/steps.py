@@ -5,7 +5,6 @@ folder that becomes ``DIR/NN-<step>/``; it returns ``(model, info)``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,9 @@ from edgesmith.progress import log
 
 # ------------------------------------------------------------------ teacher
 def _cache_dir() -> Path:
-    return Path(os.environ.get("EDGESMITH_CACHE", Path.home() / ".cache" / "edgesmith"))
+    from edgesmith.cache import cache_root
+
+    return cache_root()
 
 
 def _build_teacher(runner) -> torch.nn.Module:
