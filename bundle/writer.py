@@ -79,6 +79,14 @@ class _Builder:
         self.exports = [e for e in _exports(runner) if e.get("path")]
         if not self.exports:
             raise BundleError(f"{self.out}: no exported model file to bundle; list export.formats in the recipe")
+        from edgesmith.bundle.choice import speed_choices
+
+        # never ship a slower file: a quantized file measured slower than its fp32 parent is swapped for it
+        self.exports, self.choices = speed_choices(self.exports, _benchmark(runner),
+                                                   runner.recipe.export.force_quantized)
+        for fmt, c in self.choices.items():
+            if c["shipped"] == "fp32" or c["forced"]:
+                log(f"  [yellow]bundle: {fmt}: {c['reason']}[/yellow]")
         self.recipe_sha256 = atomic.sha256_json(runner.recipe.to_dict())
 
     # --------------------------------------------------------------- write
@@ -120,7 +128,8 @@ class _Builder:
                             "layout": e.get("layout") or ("NCHW" if task.kind == "classification" else None),
                             "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
                             "device": e.get("device") or "cpu",
-                            "parity": e["parity"]}
+                            "parity": e["parity"],
+                            **({"speed_choice": self.choices[fmt]} if fmt in self.choices else {})}
         preprocessing = PREPROCESSING[task.kind](ctx, tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
@@ -199,13 +208,23 @@ class _Builder:
         sums = {c["path"]: c["sha256"] for c in manifest.get("checksums", [])}
         if manifest.get("edgesmith") != __version__ or "reference_profile" not in manifest \
                 or manifest.get("source", {}).get("recipe_sha256") != self.recipe_sha256 \
-                or set(manifest.get("formats", {})) != {e["format"] for e in self.exports}:
+                or set(manifest.get("formats", {})) != {e["format"] for e in self.exports} \
+                or {f: e["speed_choice"] for f, e in manifest["formats"].items() if e.get("speed_choice")} \
+                != self.choices:
             return None
         for e in self.exports:
             for rel in e.get("files") or [e["path"]]:
                 if sums.get(f"{e['format']}/{Path(rel).name}") != atomic.sha256_file(self.out / rel):
                     return None
         return manifest
+
+
+def _benchmark(runner: Any) -> dict:
+    """The benchmark step's info (results and measured fp32 parents), or {} when it has not run."""
+    import json
+
+    meta = next((s["dir"] / "stage.json" for s in runner.steps if s["kind"] == "benchmark"), None)
+    return json.loads(meta.read_text()) if meta is not None and meta.exists() else {}
 
 
 def _exports(runner: Any) -> list[dict]:
@@ -272,6 +291,8 @@ PREPROCESSING = {"classification": _image_preprocessing, "embedding": _text_prep
 def entry(dest: Path, manifest: dict) -> dict:
     """The ``bundle`` entry of ``summary.json``."""
     files = [MANIFEST, *(c["path"] for c in manifest["checksums"])]
+    choices = {f: e["speed_choice"] for f, e in manifest["formats"].items() if e.get("speed_choice")}
     return {"path": dest.name, "manifest_sha256": atomic.sha256_file(dest / MANIFEST), "files": files,
             "formats": list(manifest["formats"]), "default_format": pick_format(manifest, None, dest),
+            "speed_choices": choices,
             "size_bytes": sum(c["size"] for c in manifest["checksums"]) + (dest / MANIFEST).stat().st_size}

@@ -192,6 +192,9 @@ class ExportConfig(Config):
     tensorrt_precision: Literal["fp32", "fp16", "int8"] = "fp16"
     seq_len: int | None = field(default=None, metadata=between(1, 512))
     parity: ParityConfig = field(default_factory=ParityConfig)
+    # the bundle ships a quantized file even where the benchmark measured it slower than its
+    # fp32 parent on its runtime (default: the faster fp32 file is shipped, and the manifest says why)
+    force_quantized: bool = False
 
     def validate(self) -> None:
         from edgesmith.export import EXPORTERS, get_exporter

@@ -73,9 +73,11 @@ def _fidelity_cell(key: str, v: float | None) -> str:
 
 def slower_notes(summary: dict) -> list[str]:
     """One line per benchmarked step that got slower than the step before it."""
-    return [f"{b['model']} is {1 / b['speedup_vs_previous']:.2f}x slower than {b['previous']} on {b['runtime']} "
-            f"({b['target']}, {b['threads']} thread(s), batch {b['batch']})"
-            for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
+    notes = [f"{b['model']} is {1 / b['speedup_vs_previous']:.2f}x slower than {b['previous']} on {b['runtime']} "
+             f"({b['target']}, {b['threads']} thread(s), batch {b['batch']})"
+             for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
+    choices = (summary.get("bundle") or {}).get("speed_choices") or {}
+    return notes + [f"bundle {fmt}: {c['reason']}" for fmt, c in choices.items() if c["shipped"] == "fp32" or c["forced"]]
 
 
 def exports_table(summary: dict) -> Table:
