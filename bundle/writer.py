@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith import __version__, atomic
+from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 from edgesmith.errors import BundleError, EdgesmithError, ParityError
 from edgesmith.progress import log
-from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 
 OUTPUT_MEANINGS = {
     "classification": ("logits", "unnormalised class scores, one per label; softmax gives probabilities"),
