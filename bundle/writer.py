@@ -87,6 +87,14 @@ class _Builder:
         self.exports = [e for e in _exports(runner) if e.get("path")]
         if not self.exports:
             raise BundleError(f"{self.out}: no exported model file to bundle; list export.formats in the recipe")
+        from edgesmith.bundle.choice import speed_choices
+
+        # never ship a slower file: a quantized file measured slower than its fp32 parent is swapped for it
+        self.exports, self.choices = speed_choices(self.exports, _benchmark(runner),
+                                                   runner.recipe.export.force_quantized)
+        for fmt, c in self.choices.items():
+            if c["shipped"] == "fp32" or c["forced"]:
+                log(f"  [yellow]bundle: {fmt}: {c['reason']}[/yellow]")
         self.recipe_sha256 = atomic.sha256_json(runner.recipe.to_dict())
 
     # --------------------------------------------------------------- write
@@ -127,7 +135,8 @@ class _Builder:
                             "layout": e.get("layout") or ("NCHW" if task.kind == "classification" else None),
                             "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
                             "device": e.get("device") or "cpu",
-                            "parity": e["parity"]}
+                            "parity": e["parity"],
+                            **({"speed_choice": self.choices[fmt]} if fmt in self.choices else {})}
         preprocessing = preprocessing_for(task.kind).describe(ctx, tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
@@ -152,6 +161,7 @@ class _Builder:
             "preprocessing": preprocessing,
             "labels": self.ctx.raw["train"].classes,
             "formats": formats,
+            "fidelity": fidelity(self.runner),
             "checksums": checksums,
         }
 
@@ -205,13 +215,21 @@ class _Builder:
         sums = {c["path"]: c["sha256"] for c in manifest.get("checksums", [])}
         if manifest.get("edgesmith") != __version__ or "reference_profile" not in manifest \
                 or manifest.get("source", {}).get("recipe_sha256") != self.recipe_sha256 \
-                or set(manifest.get("formats", {})) != {e["format"] for e in self.exports}:
+                or set(manifest.get("formats", {})) != {e["format"] for e in self.exports} \
+                or {f: e["speed_choice"] for f, e in manifest["formats"].items() if e.get("speed_choice")} \
+                != self.choices:
             return None
         for e in self.exports:
             for rel in e.get("files") or [e["path"]]:
                 if sums.get(f"{e['format']}/{Path(rel).name}") != atomic.sha256_file(self.out / rel):
                     return None
         return manifest
+
+
+def _benchmark(runner: Any) -> dict:
+    """The benchmark step's info (results and measured fp32 parents), or {} when it has not run."""
+    bench = runner.result("benchmark")
+    return bench.info if bench is not None else {}
 
 
 def _exports(runner: Any) -> list[dict]:
@@ -221,6 +239,30 @@ def _exports(runner: Any) -> list[dict]:
     if export is None:
         raise BundleError(f"{runner.out}: the export step has not run; nothing to bundle")
     return export.info["exports"]
+
+
+FIDELITY_KEYS = ("accuracy", "teacher_agreement", "cosine_to_teacher", "cosine_to_teacher_p05",
+                 "retrieval_r1", "retrieval_r10")
+FIDELITY_PROTOCOL = {
+    "accuracy": "the probe's (or eval split's) accuracy, the same protocol for the teacher and every stage",
+    "cosine_to_teacher": "mean cosine to the teacher's embedding on the held-out eval split; _p05: its 5th percentile",
+    "retrieval": "held-out WordNet synsets (never in a distillation or vocabulary corpus): each example sentence "
+                 "must retrieve its own gloss among all held-out glosses by cosine; recall@1 and @10",
+}
+
+
+def fidelity(runner: Any) -> dict:
+    """The teacher's and every stage's quality metrics (``FIDELITY_KEYS``), with the
+    final stage's retrieval recall as a share of the teacher's."""
+    infos = [r.info for r in runner.results.values()]
+    rows = {i["name"]: {k: i["metrics"][k] for k in FIDELITY_KEYS if k in i["metrics"]}
+            for i in infos if i.get("metrics")}
+    final = next((n for n in reversed(rows) if n != "teacher"), None)
+    out: dict[str, Any] = {"protocol": FIDELITY_PROTOCOL, "final": final, "stages": rows}
+    t, f = rows.get("teacher", {}), rows.get(final, {})
+    if t.get("retrieval_r1") and "retrieval_r1" in f:
+        out["retrieval_r1_vs_teacher"] = round(f["retrieval_r1"] / t["retrieval_r1"], 4)
+    return out
 
 
 def _embedding_facts(builder: _Builder) -> dict:
@@ -233,6 +275,8 @@ def _embedding_facts(builder: _Builder) -> dict:
 def entry(dest: Path, manifest: dict) -> dict:
     """The ``bundle`` entry of ``summary.json``."""
     files = [MANIFEST, *(c["path"] for c in manifest["checksums"])]
+    choices = {f: e["speed_choice"] for f, e in manifest["formats"].items() if e.get("speed_choice")}
     return {"path": dest.name, "manifest_sha256": atomic.sha256_file(dest / MANIFEST), "files": files,
             "formats": list(manifest["formats"]), "default_format": pick_format(manifest, None, dest),
+            "speed_choices": choices,
             "size_bytes": sum(c["size"] for c in manifest["checksums"]) + (dest / MANIFEST).stat().st_size}

@@ -1,6 +1,7 @@
 """Knowledge distillation: logit KD (Hinton et al.) for classifiers and
 embedding KD (cosine + MSE) for sentence encoders, with the teacher's outputs
-computed once and cached for every epoch.
+computed once for every epoch (and, with ``targets_cache``, once for every stage
+and re-run: :mod:`edgesmith.compress.targets`).
 
 Example:
     >>> student = distill(student, teacher, DistillConfig(epochs=2), task, train, val)
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesmith.compress.stage import in_stage, register_stage
+from edgesmith.compress.targets import teacher_outputs
 from edgesmith.compress.train import FitResult, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
@@ -91,9 +93,12 @@ def distill(
     device: str = "cpu",
     checkpoint_dir: Path | None = None,
     seed: int = 0,
+    targets_cache: Path | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """Train ``student`` to match ``teacher`` on ``train``; returns the student
-    with its best weights on ``val`` (teacher agreement / cosine)."""
+    with its best weights on ``val`` (teacher agreement / cosine). The teacher's
+    outputs are read from ``targets_cache`` when it holds them
+    (:func:`~edgesmith.compress.targets.teacher_outputs`)."""
     loss_kind = config.loss if config.loss != "auto" else ("logit" if task.kind == "classification" else "embedding")
     if loss_kind == "logit" and task.kind != "classification":
         raise RecipeError("loss", f"'logit' needs a classifier; this is a {task.kind} model: use 'embedding'")
@@ -103,7 +108,8 @@ def distill(
         raise RecipeError("loss", "'hidden' needs SentenceEncoder student and teacher; use 'embedding'")
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
-    cached = TensorSet(train.inputs, train.labels, aux=task.predict(teacher, train, device=device))
+    cached = TensorSet(train.inputs, train.labels,
+                       aux=teacher_outputs(teacher, task, train, device=device, cache_dir=targets_cache))
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
         if loss_kind == "hidden":
@@ -115,7 +121,7 @@ def distill(
 
     validate = None
     if val is not None and len(val):
-        val_teacher = task.predict(teacher, val, device=device)
+        val_teacher = teacher_outputs(teacher, task, val, device=device, cache_dir=targets_cache)
 
         def validate(model: nn.Module) -> float:
             m = task.metrics(task.predict(model, val, device=device), val_teacher, val.labels)
@@ -138,7 +144,9 @@ def run_distill_stage(ctx, cfg: DistillConfig, model, stage_dir):
     student = ctx.new_student()
     train, val = ctx.train_val(cfg.val_fraction)
     student, fit = in_stage(ctx, cfg, distill, student, ctx.teacher, cfg, ctx.task, train, val,
-                            device=ctx.device, checkpoint_dir=stage_dir, seed=ctx.recipe.seed)
+                            device=ctx.device, checkpoint_dir=stage_dir, seed=ctx.recipe.seed,
+                            targets_cache=ctx.targets_cache)
     (stage_dir / "best.safetensors").unlink(missing_ok=True)
     return student, {"fit": {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
-                             "best_val": fit.best_score, "history": fit.history}}
+                             "best_val": fit.best_score, "history": fit.history,
+                             "samples_per_s": round(fit.samples_per_s, 1)}}

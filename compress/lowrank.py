@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,13 +95,15 @@ def factorize(
     *,
     device: str = "cpu",
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Factorize the selected layers of a copy of ``model``; returns ``(model, report)``.
 
     ``report["layers"]`` lists each factorized layer's rank, parameters before and
     after and relative reconstruction error ``||W - W_r||_F / ||W||_F``;
     ``report["skipped"]`` the layers left dense and why. Recovery fine-tuning
-    (``epochs > 0`` with ``train``) distils from ``teacher`` (default: ``model``).
+    (``epochs > 0`` with ``train``) distils from ``teacher`` (default: ``model``),
+    its targets read from ``cache_dir`` when it holds them.
 
     Raises:
         RecipeError: a rank above a selected layer's maximum, or a selection matching nothing.
@@ -123,7 +126,8 @@ def factorize(
     rec = None
     if config.epochs > 0 and train is not None and done:
         reference = teacher if teacher is not None else copy.deepcopy(model).to(device)
-        rec = KDRecovery(reference, config, task, train, val, device=device, seed=seed)(out)
+        rec = KDRecovery(reference, config, task, train, val, device=device, seed=seed,
+                         cache_dir=cache_dir)(out)
     report = {"layers": done, "skipped": skipped, "recovery": rec, "size_before": before, "size_after": model_sizes(out)}
     if auto is not None:
         from edgesmith.compress.auto import budget_used
@@ -221,4 +225,4 @@ def _factored_shell(m: nn.Module, r: int) -> nn.Sequential:
 def run_lowrank_stage(ctx, cfg: LowRankConfig, model, stage_dir):
     train, val = ctx.train_val(cfg.val_fraction)
     return in_stage(ctx, cfg, factorize, model, cfg, ctx.task, train, val, ctx.teacher,
-                    device=ctx.device, seed=ctx.recipe.seed)
+                    device=ctx.device, seed=ctx.recipe.seed, cache_dir=ctx.targets_cache)

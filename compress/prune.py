@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -107,6 +108,7 @@ def prune(
     *,
     device: str = "cpu",
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Prune a copy of ``model``; returns ``(pruned_model, report)``.
 
@@ -116,6 +118,7 @@ def prune(
         task, train, val: needed for recovery fine-tuning (``epochs > 0``) and, for
             structured pruning, to trace the model (``train``'s first samples).
         teacher: the recovery loss distils from it; default: ``model`` as it was.
+        cache_dir: the teacher-target cache (:mod:`edgesmith.compress.targets`); None: no cache.
 
     Returns:
         The report holds per-layer real sparsity (or kept channels / heads /
@@ -135,7 +138,8 @@ def prune(
         if task is None:
             raise StageError(f"{config.name or 'prune'}: auto mode needs the task and held-out data to score layers")
         auto = plan_prune(pruned, config, task, val, teacher, device)
-    recovery = KDRecovery(reference, config, task, train, val, device=device, seed=seed) if reference is not None else None
+    recovery = KDRecovery(reference, config, task, train, val, device=device, seed=seed,
+                          cache_dir=cache_dir) if reference is not None else None
     ratios = None if auto is None else auto["ratios"]
     if config.method == "unstructured":
         report = _unstructured(pruned, config, recovery, ratios)
@@ -253,4 +257,4 @@ def _two_four_mask(w: torch.Tensor) -> torch.Tensor:
 def run_prune_stage(ctx, cfg: PruneConfig, model, stage_dir):
     train, val = ctx.train_val(cfg.val_fraction)
     return in_stage(ctx, cfg, prune, model, cfg, ctx.task, train, val, ctx.teacher,
-                    device=ctx.device, seed=ctx.recipe.seed)
+                    device=ctx.device, seed=ctx.recipe.seed, cache_dir=ctx.targets_cache)

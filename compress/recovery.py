@@ -10,12 +10,14 @@ Example:
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from edgesmith.compress.distill import embedding_kd_loss, logit_kd_loss
+from edgesmith.compress.targets import teacher_outputs
 from edgesmith.compress.train import fit
 from edgesmith.models import count_params
 from edgesmith.models.io import state_bytes
@@ -42,7 +44,8 @@ class KDRecovery:
     """Fine-tunes a compressed model towards ``reference``'s outputs.
 
     The reference outputs on ``train`` (and ``val``) are computed once, so a
-    gradual schedule pays for them once. Classifiers use logit KD mixed with the
+    gradual schedule pays for them once; with ``cache_dir`` they are read from the
+    teacher-target cache the distillation stage filled (:mod:`edgesmith.compress.targets`). Classifiers use logit KD mixed with the
     hard labels (``alpha``); sentence encoders use cosine + MSE embedding KD.
 
     Args:
@@ -52,16 +55,18 @@ class KDRecovery:
     """
 
     def __init__(self, reference: nn.Module, config: Any, task: Task, train: TensorSet | None,
-                 val: TensorSet | None = None, *, device: str = "cpu", seed: int = 0):
+                 val: TensorSet | None = None, *, device: str = "cpu", seed: int = 0,
+                 cache_dir: Path | None = None):
         self.config, self.task, self.device, self.seed = config, task, device, seed
         self.enabled = config.epochs > 0 and train is not None and len(train) > 0
         self.train = self.val = self.val_ref = None
         if not self.enabled:
             return
         reference = reference.to(device).eval()
-        self.train = TensorSet(train.inputs, train.labels, aux=task.predict(reference, train, device=device))
+        self.train = TensorSet(train.inputs, train.labels,
+                               aux=teacher_outputs(reference, task, train, device=device, cache_dir=cache_dir))
         if val is not None and len(val):
-            self.val, self.val_ref = val, task.predict(reference, val, device=device)
+            self.val, self.val_ref = val, teacher_outputs(reference, task, val, device=device, cache_dir=cache_dir)
 
     def loss(self, model: nn.Module, batch: TensorSet) -> torch.Tensor:
         out = model(*batch.inputs)

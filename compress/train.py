@@ -29,6 +29,7 @@ class FitResult:
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    samples_per_s: float = 0.0  # training examples (texts, images) per second, validation included
 
 
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int):
@@ -75,7 +76,8 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     best_score, best_epoch, best_state, bad_epochs = None, -1, None, 0
     result = FitResult(None, -1, 0)
-    t0 = time.perf_counter()
+    t0, seen = time.perf_counter(), 0
+    unit = "texts" if task.kind == "embedding" else "samples"  # the bar's ETA column gives the time left
     with progress_bar() as bar:
         job = bar.add_task(desc, total=steps_per_epoch * epochs)
         for epoch in range(epochs):
@@ -98,7 +100,10 @@ def fit(
                 sched.step()
                 running += loss.item() * len(batch)
                 n += len(batch)
-                bar.update(job, advance=1, description=f"{desc} ep {epoch + 1}/{epochs} loss {running / n:.4f}")
+                seen += len(batch)
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.update(job, advance=1, description=f"{desc} ep {epoch + 1}/{epochs} loss {running / n:.4f} "
+                                                       f"{rate:.0f} {unit}/s")
             record = {"epoch": epoch + 1, "loss": running / max(n, 1)}
             score = None
             if validate is not None:
@@ -121,6 +126,7 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     result.best_score, result.best_epoch, result.seconds = best_score, best_epoch + 1, time.perf_counter() - t0
+    result.samples_per_s = seen / max(result.seconds, 1e-9)
     return result
 
 

@@ -198,6 +198,9 @@ class ExportConfig(Config):
     tensorrt_precision: Literal["fp32", "fp16", "int8"] = "fp16"
     seq_len: int | None = field(default=None, metadata=between(1, 512))
     parity: ParityConfig = field(default_factory=ParityConfig)
+    # the bundle ships a quantized file even where the benchmark measured it slower than its
+    # fp32 parent on its runtime (default: the faster fp32 file is shipped, and the manifest says why)
+    force_quantized: bool = False
 
     def validate(self) -> None:
         from edgesmith.export import FORMATS
@@ -261,6 +264,9 @@ class Recipe(Config):
     student: StudentConfig | None = None
     probe: ProbeConfig | None = None
     stages: list[dict[str, Any]] = field(default_factory=list)
+    # text encoders: the held-out retrieval check run for the teacher and every stage
+    # (WordNet: a held-out synset's example sentence must find its own gloss); null: none
+    retrieval: Literal["wordnet"] | None = "wordnet"
     export: ExportConfig = field(default_factory=ExportConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 

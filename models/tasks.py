@@ -161,8 +161,9 @@ class EmbeddingTask(Task):
     def metrics(self, outputs, teacher_outputs, labels) -> dict:
         if teacher_outputs is None:
             return {}
-        cos = nn.functional.cosine_similarity(outputs, teacher_outputs, dim=-1)
-        return {"cosine_to_teacher": float(cos.mean()), "cosine_to_teacher_p05": float(cos.quantile(0.05))}
+        from edgesmith.models.fidelity import cosine_stats
+
+        return cosine_stats(outputs, teacher_outputs)
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.kind, "max_length": self.max_length, "tokenizer": type(self.tokenizer).__name__}

@@ -64,7 +64,7 @@ class RunContext:
             self._before = copy.copy(self)  # keeps what it has cached, computes the rest with its tokenizer
             self._before_names = set(names[: names.index(stage)])
         if self._switched_by is None:
-            for k in ("task", "tensors", "probe"):
+            for k in ("task", "tensors", "probe", "retrieval"):
                 self.__dict__.pop(k, None)
         self._switched_by, self._tokenizer = stage, tokenizer
 
@@ -141,6 +141,13 @@ class RunContext:
         data = self.tensors["calibration"]
         data = data.take(slice(0, min(n, len(data))))
         return [tuple(t.clone() for t in self.task.prepare(b.inputs)) for b in data.batches(batch_size)]
+    @property
+    def targets_cache(self) -> Path:
+        """Where the teacher's outputs on the training data are cached, by content
+        (:mod:`edgesmith.compress.targets`): shared by the stages and by re-runs."""
+        from edgesmith.cache import cache_root
+
+        return cache_root() / "targets"
 
     def teacher_eval_outputs(self) -> torch.Tensor:
         if self._teacher_eval is None:
@@ -158,8 +165,27 @@ class RunContext:
         tr, te = load_probe(self.recipe.probe, self.recipe.seed)
         return self.task.tensors(tr), self.task.tensors(te)
 
+    @cached_property
+    def retrieval(self) -> tuple[TensorSet, TensorSet] | None:
+        """(queries, documents) of the held-out retrieval check, tokenized; None when the
+        recipe turns it off, the model takes no text or WordNet is not installed."""
+        if self.recipe.retrieval is None or self.tokenizer is None:
+            return None
+        from edgesmith.data.sources import RawData
+        from edgesmith.data.texts import wordnet_heldout
+        from edgesmith.errors import DataError
+        from edgesmith.progress import log
+
+        try:
+            pairs = wordnet_heldout()
+        except DataError as e:
+            log(f"[yellow]retrieval check skipped: {e}[/yellow]")
+            return None
+        return tuple(self.task.tensors(RawData("text", [p[i] for p in pairs])) for i in (0, 1))
+
     def evaluate(self, model: torch.nn.Module, name: str, is_teacher: bool = False) -> dict:
-        """Quality on the held-out eval split (and the probe, if any)."""
+        """Quality on the held-out eval split (cosine to the teacher: mean and 5th
+        percentile), the probe's accuracy and the held-out retrieval recall, if any."""
         if self.view(name) is not self:
             return self.view(name).evaluate(model, name, is_teacher)
         outs = self.task.predict(model, self.tensors["eval"], device=self.device)
@@ -167,6 +193,11 @@ class RunContext:
         metrics = self.task.metrics(outs, teacher_outs, self.tensors["eval"].labels)
         if self.probe is not None:
             metrics["accuracy"] = self.probe_metrics(model, name)
+        if self.retrieval is not None:
+            from edgesmith.models.fidelity import retrieval_recall
+
+            queries, docs = (self.task.predict(model, t, device=self.device) for t in self.retrieval)
+            metrics.update(retrieval_recall(queries, docs))
         return metrics
 
     def probe_head(self, model: torch.nn.Module, name: str):

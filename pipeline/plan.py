@@ -52,6 +52,7 @@ class Step:
         if self.kind == TEACHER:
             payload["teacher"] = recipe.teacher.to_dict()
             payload["probe"] = recipe.probe.to_dict() if recipe.probe else None
+            payload["retrieval"] = getattr(recipe, "retrieval", None)  # every step's metrics include it
         elif self.kind == EXPORT:
             payload["export"] = recipe.export.to_dict()
         elif self.kind == BENCHMARK:

@@ -39,6 +39,11 @@ def summary_table(summary: dict, width: int | None = None) -> Table:
     t.add_column("sentiment acc" if embedding else "accuracy", justify="right", overflow="fold")
     t.add_column(("cosine" if compact else "cosine to teacher") if embedding
                  else ("agreement" if compact else "teacher agreement"), justify="right", overflow="fold")
+    rows = [summary["teacher"], *summary.get("stages", [])]
+    # fidelity beyond the mean (text encoders): the 5th-percentile cosine and held-out retrieval recall
+    extra = [(k, h) for k, h in FIDELITY_COLUMNS if embedding and any(k in (r.get("metrics") or {}) for r in rows)]
+    for _, header in extra:
+        t.add_column(header, justify="right", overflow="fold")
     lat_keys = sorted({(b["runtime"], b["target"]) for b in summary.get("benchmarks", []) if b.get("latency_ms")},
                       key=lambda k: (k[0] != "onnxruntime", k))
     if compact:
@@ -46,7 +51,6 @@ def summary_table(summary: dict, width: int | None = None) -> Table:
     for rt, target in lat_keys:
         t.add_column(f"p50 {rt}{'' if target == 'cpu' else '/' + target}", justify="right", overflow="fold")
     t.add_column("time", justify="right", overflow="fold")
-    rows = [summary["teacher"], *summary.get("stages", [])]
     for row in rows:
         m = row.get("metrics") or {}
         second = m.get("cosine_to_teacher") if embedding else m.get("teacher_agreement")
@@ -57,19 +61,31 @@ def summary_table(summary: dict, width: int | None = None) -> Table:
                       and b["target"] == target and b.get("latency_ms")), None)
             cell = "-" if b is None else _p50(b["latency_ms"]["p50"])
             lats.append(f"[red]{cell} ▲[/red]" if b is not None and b.get("slower_than_previous") else cell)
+        fid = [_fidelity_cell(k, m.get(k)) for k, _ in extra]
         t.add_row(row["name"], _params(row.get("params")), _mb(row.get("size_bytes")), _pct(m.get("accuracy")),
-                  second_s, *lats, f"{row.get('seconds') or 0:.0f} s")
+                  second_s, *fid, *lats, f"{row.get('seconds') or 0:.0f} s")
     slower = slower_notes(summary)
     if slower:
         t.caption, t.caption_justify = "\n".join(f"▲ {n}" for n in slower), "left"
     return t
 
 
+FIDELITY_COLUMNS = [("cosine_to_teacher_p05", "cosine p05"), ("retrieval_r1", "R@1"), ("retrieval_r10", "R@10")]
+
+
+def _fidelity_cell(key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if key.startswith("cosine") else _pct(v)
+
+
 def slower_notes(summary: dict) -> list[str]:
     """One line per benchmarked step that got slower than the step before it."""
-    return [f"{b['model']} is {1 / b['speedup_vs_previous']:.2f}x slower than {b['previous']} on {b['runtime']} "
-            f"({b['target']}, {b['threads']} thread(s), batch {b['batch']})"
-            for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
+    notes = [f"{b['model']} is {1 / b['speedup_vs_previous']:.2f}x slower than {b['previous']} on {b['runtime']} "
+             f"({b['target']}, {b['threads']} thread(s), batch {b['batch']})"
+             for b in summary.get("benchmarks", []) if b.get("slower_than_previous")]
+    choices = (summary.get("bundle") or {}).get("speed_choices") or {}
+    return notes + [f"bundle {fmt}: {c['reason']}" for fmt, c in choices.items() if c["shipped"] == "fp32" or c["forced"]]
 
 
 def exports_table(summary: dict, width: int | None = None) -> Table:

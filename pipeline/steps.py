@@ -6,7 +6,6 @@ memory), never from its ``stage.json``."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +33,9 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ teacher
 def _cache_dir() -> Path:
-    return Path(os.environ.get("EDGESMITH_CACHE", Path.home() / ".cache" / "edgesmith"))
+    from edgesmith.cache import cache_root
+
+    return cache_root()
 
 
 def _build_teacher(runner: Runner) -> nn.Module:
@@ -241,15 +242,22 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
     final_name = runner.final.name
     export_info = {e["format"]: e for e in runner.result("export").info["exports"]}
     exported = {f: (runner.out / e["path"], e["precision"]) for f, e in export_info.items() if e.get("path")}
-    # (name, model, files already made per format, only those files?, name its probe head is cached under)
+    # (name, model, files already made per format, only these formats (a set) or all, name its probe head is cached under)
     candidates = [("teacher", ctx.teacher, {}, False, "teacher")]
     if cfg.stages == "all":
         candidates += [(name, m, {}, False, name) for name, m in _intermediate_models(runner, final_name)]
+    parents: dict[str, dict] = {}  # format -> the shipped file's fp32 parent (bundle: never ship a slower file)
     if final_name != "teacher":
         candidates.append((final_name, model, exported, False, final_name))
-        fp32 = export_info.get("onnx", {}).get("fp32_path")  # a quantized ONNX: measure its fp32 parent too
-        if fp32:
-            candidates.append((f"{final_name}-fp32", model, {"onnx": (runner.out / fp32, "fp32")}, True, final_name))
+        # a quantized file: measure its fp32 parent on the same runtime too (the quantize stage's fp32 ONNX,
+        # else an fp32 export kept in DIR/NN-benchmark/fp32/<format>/ that the bundle may ship instead)
+        lowp = {f for f, e in export_info.items() if e.get("path") and e.get("precision") not in (None, "fp32")}
+        fp32 = export_info.get("onnx", {}).get("fp32_path")
+        if fp32 and "onnx" in lowp:
+            parents["onnx"] = _fp32_parent(runner, model, runner.out / fp32)
+        if lowp:
+            files = {f: (runner.out / e["path"], "fp32") for f, e in parents.items()}
+            candidates.append((f"{final_name}-fp32", model, files, lowp, final_name))
     results = []
     for name, m, files, only_files, head in candidates:
         view = ctx.view(head)  # the teacher and the stages before a vocab stage read the original token ids
@@ -257,7 +265,7 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
         eval_inputs, on = _eval_inputs(view, cfg.eval_samples)
         for runtime in cfg.runtimes:
             fmt = format_for_runtime(runtime)
-            if only_files and fmt not in files:
+            if only_files and fmt not in only_files:
                 continue
             if fmt is None:
                 results.append(_failed(name, runtime, cfg, f"no export format known for runtime '{runtime}'"))
@@ -266,14 +274,18 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
                 (path, precision), tmp_dir = files[fmt], None
                 static = export_info.get(fmt, {}).get("static_shapes") if files is exported else None
             else:
-                tmp_dir = out / "models" / f"{name}-{fmt}"
+                keep = name == f"{final_name}-fp32"  # a parent the bundle may ship: kept, parity-checked
+                tmp_dir = out / "fp32" / fmt if keep else out / "models" / f"{name}-{fmt}"
                 # the final model's shipped files are measured as shipped; everything else in fp32
-                entry = export_model(runner, m, fmt, tmp_dir, "", fp32=name != final_name)
+                entry = export_model(runner, m, fmt, tmp_dir, f"{step.dir.name}/fp32/{fmt}" if keep else "",
+                                     fp32=name != final_name)
                 if entry.get("error"):
                     results.append(_failed(name, runtime, cfg, entry["error"]))
                     continue
                 path, precision = tmp_dir / Path(entry["path"]).name, entry["precision"]
                 static = entry.get("static_shapes")
+                if keep:
+                    parents[fmt], tmp_dir = entry, None
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
                 r = measure_on(target, path, runtime, inputs, threads=cfg.threads, warmup=cfg.warmup,
@@ -297,7 +309,17 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
     order = [c[0] for c in candidates if c[0] != final_name] + [final_name]
     flag_slower_steps(results, order)
     _compare_with_fp32_parent(results, final_name)
-    return model, {"benchmarks": results}
+    return model, {"benchmarks": results, "fp32_parents": parents}
+
+
+def _fp32_parent(runner, model, path: Path) -> dict:
+    """The export entry (parity-checked) of a quantize stage's fp32 ONNX file."""
+    from edgesmith.export import get_exporter
+    from edgesmith.export.base import ExportArtifact
+
+    tol = get_exporter("onnx").tolerances["fp32"]
+    art = ExportArtifact("onnx", "fp32", path, "onnxruntime", tol, [path], {})
+    return _checked(runner, art, model, path.parent.relative_to(runner.out).as_posix())
 
 
 def _intermediate_models(runner: Runner, final_name: str) -> Iterator[tuple[str, nn.Module]]:

@@ -1,0 +1,85 @@
+"""Never ship a slower file: for each runtime, a quantized file that measured
+slower than its fp32 parent beyond the confidence intervals of both p50s is
+replaced in the bundle by that parent, unless the recipe forces the quantized one
+(``export.force_quantized``). The decision and its numbers go in the manifest.
+
+"Slower" is the benchmarks' one rule (:func:`edgesmith.benchmarks.stats.compare_latency`):
+p50s more than 5% apart, disjoint 95% CIs and a gap above the harness overhead.
+
+Example:
+    >>> q = {"latency_ms": {"p50": 0.060, "p50_ci": [0.058, 0.062]}, "precision": "int8"}
+    >>> f = {"latency_ms": {"p50": 0.040, "p50_ci": [0.039, 0.041]}}
+    >>> choose(q, f)["shipped"]
+    'fp32'
+    >>> choose(q, f, force=True)["shipped"]
+    'int8'
+"""
+
+from __future__ import annotations
+
+
+def choose(quantized: dict, fp32: dict, force: bool = False) -> dict:
+    """Which of two benchmark results to ship and why.
+
+    Args:
+        quantized: The shipped quantized file's benchmark result (``latency_ms``, ``precision``).
+        fp32: Its fp32 parent's result on the same runtime, target, threads and batch.
+        force: Ship the quantized file whatever the measurement (the recipe says so).
+
+    Returns:
+        ``shipped`` (``"fp32"`` or the quantized precision), ``reason`` (one sentence),
+        both p50s with their CIs, and ``forced``.
+    """
+    q, f = quantized["latency_ms"], fp32["latency_ms"]
+    prec = quantized.get("precision") or "quantized"
+    from edgesmith.benchmarks.stats import compare_latency, harness_overhead_ms
+
+    slower = compare_latency(f, q, harness_overhead_ms(fp32, quantized)) == "slower"
+    numbers = (f"{prec} p50 {q['p50']:.4f} ms {_ci(q)} vs fp32 p50 {f['p50']:.4f} ms {_ci(f)}")
+    if slower and force:
+        shipped, reason = prec, f"{prec} is slower than its fp32 parent ({numbers}) but export.force_quantized is set"
+    elif slower:
+        shipped, reason = "fp32", f"{prec} is slower than its fp32 parent beyond the 95% CIs and the harness overhead ({numbers}): fp32 shipped"
+    else:
+        shipped, reason = prec, f"{prec} is not slower than its fp32 parent beyond the 95% CIs and the harness overhead ({numbers})"
+    return {"shipped": shipped, "reason": reason, "forced": bool(force and slower),
+            "quantized_p50_ms": q["p50"], "quantized_p50_ci": q.get("p50_ci"),
+            "fp32_p50_ms": f["p50"], "fp32_p50_ci": f.get("p50_ci")}
+
+
+def _ci(lat: dict) -> str:
+    ci = lat.get("p50_ci")
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "[no CI]"
+
+
+def speed_choices(exports: list[dict], bench: dict, force: bool = False) -> tuple[list[dict], dict[str, dict]]:
+    """Apply :func:`choose` to every quantized export that has a measured fp32 parent.
+
+    Args:
+        exports: The export step's entries (format, precision, runtime, path, parity...).
+        bench: The benchmark step's info: ``benchmarks`` (results) and ``fp32_parents``
+            (format -> the parent's export entry).
+        force: ``export.force_quantized``.
+
+    Returns:
+        The exports to ship (a slower quantized entry replaced by its parent's) and,
+        per format decided, the decision (:func:`choose`).
+    """
+    results = bench.get("benchmarks") or []
+    parents = bench.get("fp32_parents") or {}
+    shipped, choices = [], {}
+    for e in exports:
+        parent = parents.get(e["format"])
+        q = _result(results, e["runtime"], e["precision"], lambda m: not m.endswith("-fp32"))
+        f = _result(results, e["runtime"], "fp32", lambda m: m.endswith("-fp32"))
+        if parent is None or q is None or f is None or parent.get("error"):
+            shipped.append(e)
+            continue
+        c = choices[e["format"]] = choose(q, f, force)
+        shipped.append(parent if c["shipped"] == "fp32" else e)
+    return shipped, choices
+
+
+def _result(results: list[dict], runtime: str, precision: str, which) -> dict | None:
+    return next((r for r in results if r["runtime"] == runtime and r.get("precision") == precision
+                 and which(r["model"]) and (r.get("latency_ms") or {}).get("p50") is not None), None)
