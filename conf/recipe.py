@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgesmith.conf.base import Config, RecipeError, at_least, between
+from edgesmith.conf.search import SearchConfig
 from edgesmith.errors import EdgesmithError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -247,6 +248,7 @@ class Recipe(Config):
     stages: list[dict[str, Any]] = field(default_factory=list)
     export: ExportConfig = field(default_factory=ExportConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    search: SearchConfig | None = None  # what `edgesmith search` explores; `edgesmith run` ignores it
 
     def validate(self) -> None:
         from edgesmith.pipeline.stages import STAGES
@@ -285,6 +287,8 @@ class Recipe(Config):
                                                 f"({self.data.max_length}), so tokenized inputs would not fit the "
                                                 f"exported files; raise it or leave it out")
         object.__setattr__(self, "stage_configs", parsed)
+        if self.search is not None:
+            self.search.check_against(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
