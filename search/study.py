@@ -159,10 +159,10 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
     study = open_study(run_dir, cfg)
     retry_stale(study, run_dir, cache, cfg)
     dists = distributions(cfg)
-    while _finished(study) < cfg.trials:
+    while _finished(run_dir) < cfg.trials:
         t = study.ask(dists)
         params = decode(cfg, t.params)
-        log(f"[bold]search trial {t.number}[/bold] ({_finished(study) + 1}/{cfg.trials}): {params}")
+        log(f"[bold]search trial {t.number}[/bold] ({_finished(run_dir) + 1}/{cfg.trials}): {params}")
         try:
             row = run_trial(run_dir, t.number, base, params, cfg, queues, cache)
         except EdgesmithError as e:
@@ -175,10 +175,9 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
         study.tell(t, [row["values"][o.label()] for o in cfg.objectives])
 
 
-def _finished(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+def _finished(run_dir: Path) -> int:
+    """Trials with a row (completed or failed for a reason of their own; not those cut off)."""
+    return len(list((run_dir / "trials").glob("*/trial.json")))
 
 
 def retry_stale(study, run_dir: Path, cache, cfg) -> None:
