@@ -444,5 +444,41 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
         sys.exit(3)
 
 
+@main.command()
+@click.argument("recipe", required=False)
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Search folder (default runs/<recipe>-search).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
+@click.option("--trials", type=click.IntRange(min=1), help="Finished trials to reach (default: search.trials).")
+@click.option("--reference", "references", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A model file to measure beside the trials, on the same targets (repeatable).")
+@click.option("--db", type=click.Path(path_type=Path), help="Results store (default <out>/results.db).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run trials as Ray Tune trials on the cluster at ADDRESS (local Ray when none given).")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trials Ray runs at once.")
+@click.option("--show", is_flag=True, help="Print the Pareto front of the finished search; run nothing.")
+@click.option("--export-recipe", "export_n", type=int, metavar="N",
+              help="Write trial N's recipe as a plain recipe; run nothing.")
+@click.option("--to", "export_to", type=click.Path(path_type=Path), help="Where --export-recipe writes.")
+def search(recipe, out, overrides, trials, references, db, ray_address, ray_workers, show, export_n,
+           export_to) -> None:
+    """Search RECIPE's 'search:' block for the Pareto front of quality, latency, size and memory."""
+    from edgesmith.conf.recipe import load_recipe
+    from edgesmith.search import study
+    from edgesmith.search.show import front_table
+
+    if show or export_n is not None:
+        run_dir = study.run_dir_for(load_recipe(recipe, list(overrides)), out)
+        if export_n is not None:
+            _console().print(f"recipe: {study.export_recipe(run_dir, export_n, export_to)}")
+        if show:
+            _console().print(front_table(run_dir))
+        return
+    result = study.search(recipe, out, overrides=list(overrides), trials=trials, reference_files=list(references),
+                          db=db, ray_address=ray_address, ray_workers=ray_workers)
+    _console().print(front_table(Path(result["run_dir"])))
+    _console().print(f"search: {Path(result['run_dir']) / 'search.json'}  (--export-recipe N writes a trial's recipe)")
+
+
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from edgesmith.conf import yaml_safe
 from edgesmith.conf.archs import check_arch, check_name
 from edgesmith.conf.base import Config, RecipeError, at_least, between
+from edgesmith.conf.search import SearchConfig
 from edgesmith.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -269,6 +270,7 @@ class Recipe(Config):
     retrieval: Literal["wordnet"] | None = "wordnet"
     export: ExportConfig = field(default_factory=ExportConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    search: SearchConfig | None = None  # what `edgesmith search` explores; `edgesmith run` ignores it
 
     def validate(self) -> None:
         from edgesmith.compress.stage import stages
@@ -311,6 +313,8 @@ class Recipe(Config):
                                                 f"({self.data.max_length}), so tokenized inputs would not fit the "
                                                 f"exported files; raise it or leave it out")
         object.__setattr__(self, "stage_configs", parsed)
+        if self.search is not None:
+            self.search.check_against(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

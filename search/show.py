@@ -1,0 +1,52 @@
+"""The Pareto front of a search as a table (``edgesmith search RECIPE --show``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgesmith.errors import EdgesmithError
+
+
+def _fmt(label: str, v: Any) -> str:
+    if v is None:
+        return "–"
+    if label in ("accuracy", "cosine"):
+        return f"{100 * v:.2f}%" if label == "accuracy" else f"{v:.4f}"
+    if label == "size":
+        return f"{v / 1e3:.1f} kB"
+    if label.startswith("latency"):
+        return f"{v:.4f} ms" if v < 0.1 else f"{v:.3f} ms"
+    return f"{v:.1f} MB" if label.startswith("memory") else f"{v:g}"
+
+
+def front_table(run_dir: Path):
+    """A rich table of the front's trials and the reference points of ``run_dir``'s search."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    path = Path(run_dir) / "search.json"
+    if not path.is_file():
+        raise EdgesmithError(f"{run_dir}: no finished search here (no search.json); run `edgesmith search` first")
+    res = json.loads(path.read_text())
+    labels = [o["label"] for o in res["objectives"]]
+    rows = {r["number"]: r for r in res["rows"]}
+    params = list(next((r["params"] for r in res["rows"] if r.get("params")), {}))
+    t = Table(title=f"Pareto front of {res['recipe']} ({len(res['front'])} of {res['complete']} trials; "
+                    f"{res['stage_executions']} stage executions, {res['stage_reuses']} reuses)")
+    t.add_column("trial")
+    for p in params:
+        t.add_column(p)
+    for k, o in zip(labels, res["objectives"], strict=True):
+        t.add_column(escape(f"{k} ({'max' if o['direction'] == 'maximize' else 'min'})"), justify="right")
+    for n in res["front"]:
+        r = rows[n]
+        t.add_row(str(n), *(json.dumps(r["params"][p]) for p in params),
+                  *(_fmt(k.split("[")[0], r["values"].get(k)) for k in labels))
+    for ref in res["references"]:
+        dom = ref.get("dominated_by") or []
+        name = ref["name"] + (f" (dominated by {', '.join(map(str, dom[:4]))})" if dom else "")
+        t.add_row(f"[dim]{escape(name)}[/dim]", *([""] * len(params)),
+                  *(_fmt(k.split("[")[0], (ref.get("values") or {}).get(k)) for k in labels))
+    return t

@@ -1,0 +1,71 @@
+"""Bad search: blocks fail in one line, before any training."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgesmith.conf.recipe import load_recipe
+from edgesmith.errors import RecipeError
+
+RECIPE = Path(__file__).with_name("tiny-search.yaml")
+
+
+def _raw(**search):
+    raw = yaml.safe_load(RECIPE.read_text())
+    raw["search"].update(search)
+    return raw
+
+
+@pytest.mark.parametrize("search, key, words", [
+    ({"space": {"stages.prune.sparsty": {"low": 0.1, "high": 0.5}}}, "search.space.stages.prune.sparsty",
+     "did you mean 'sparsity'"),
+    ({"space": {"stages.lowrank.ratio": {"low": 0.1, "high": 0.5}}}, "search.space.stages.lowrank.ratio",
+     "no stage 'lowrank'"),
+    ({"space": {"stages.prune.sparsity": {"low": 0.5, "high": 0.5}}}, "search.space.stages.prune.sparsity.high",
+     "empty range"),
+    ({"space": {"student.kwargs.hidden": {"choices": []}}}, "search.space.student.kwargs.hidden.choices",
+     "empty list"),
+    ({"space": {"stages.prune.sparsity": {"low": 0.5, "high": 1.5}}}, "search.space.stages.prune.sparsity",
+     "value 1.5 gives an invalid recipe"),
+    ({"objectives": [{"metric": "cosine"}]}, "search.objectives[0].metric", "needs an embedding task"),
+    ({"objectives": [{"metric": "latency", "runtime": "litert"}]}, "search.objectives[0].runtime",
+     "add tflite to export.formats"),
+    ({"objectives": [{"metric": "speed"}]}, "search.objectives[0].metric", "must be one of"),
+])
+def test_bad_search_block_is_one_recipe_error(search, key, words):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(_raw(**search))
+    assert e.value.key == key
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_good_search_block_loads_and_a_plain_run_ignores_it():
+    r = load_recipe(str(RECIPE))
+    assert [o.label() for o in r.search.objectives] == ["accuracy", "latency[cpu/onnxruntime]", "size"]
+    assert r.search.space["student.kwargs.hidden"].values() == [16, 32]
+
+
+def test_unreachable_target_fails_before_training(tmp_path):
+    """An ssh target that refuses the connection: exit 2, one line, nothing trained."""
+    raw = _raw(objectives=[{"metric": "accuracy"}, {"metric": "latency", "target": "ssh://nobody@127.0.0.1:1"}])
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "edgesmith", "search", str(path), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "search.objectives[1].target" in lines[0] and "unreachable" in lines[0]
+    assert not out.exists()
+
+
+def test_recipe_without_search_block_is_refused(tmp_path):
+    from edgesmith.search.study import load_search
+
+    raw = yaml.safe_load(RECIPE.read_text())
+    del raw["search"]
+    with pytest.raises(RecipeError, match="no 'search:' block"):
+        load_search(raw)
