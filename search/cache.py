@@ -15,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
+from edgesmith.pipeline.plan import Step
+
 
 def _link_tree(src: Path, dst: Path) -> None:
     def link(a: str, b: str) -> None:
@@ -26,7 +28,7 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def step_keys(runner) -> list[tuple[dict, str]]:
+def step_keys(runner) -> list[tuple[Step, str]]:
     """``(step, content key)`` for each step of ``runner``'s plan, in order."""
     keys, prev = [], None
     for step in runner.steps:
@@ -45,35 +47,35 @@ class StageCache:
         """Link every cached step of ``runner``'s plan into its folder; returns their names."""
         reused = []
         for step, key in step_keys(runner):
-            if step["kind"] == "benchmark":  # measured through the timing queue, never cached
+            if step.kind == "benchmark":  # measured through the timing queue, never cached
                 continue
-            have = _key_of(step["dir"])
+            have = _key_of(step.dir)
             if have == key:
-                reused.append(step["name"])
+                reused.append(step.name)
                 continue
             src = self.root / key
             if not (src / "stage.json").is_file():
                 continue
-            if step["dir"].exists():
-                shutil.rmtree(step["dir"])
-            step["dir"].parent.mkdir(parents=True, exist_ok=True)
-            _link_tree(src, step["dir"])
-            reused.append(step["name"])
+            if step.dir.exists():
+                shutil.rmtree(step.dir)
+            step.dir.parent.mkdir(parents=True, exist_ok=True)
+            _link_tree(src, step.dir)
+            reused.append(step.name)
         return reused
 
     def harvest(self, runner, reused: list[str]) -> list[str]:
         """Add the steps ``runner`` ran (not in ``reused``) to the cache; returns their names."""
         ran = []
         for step, key in step_keys(runner):
-            if step["kind"] == "benchmark" or step["name"] in reused or _key_of(step["dir"]) != key:
+            if step.kind == "benchmark" or step.name in reused or _key_of(step.dir) != key:
                 continue
-            ran.append(step["name"])
+            ran.append(step.name)
             if (self.root / key).exists():
                 continue
             tmp = self.root / f".{key}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             self.root.mkdir(parents=True, exist_ok=True)
-            _link_tree(step["dir"], tmp)
+            _link_tree(step.dir, tmp)
             try:
                 os.replace(tmp, self.root / key)
             except OSError:  # another trial cached the same step a moment before
