@@ -30,7 +30,7 @@ final class AssetFiles implements BundleFiles {
     @Override
     public boolean isFile(String path) {
         try (InputStream in = assets.open(at(path))) {
-            return true;
+            return in != null;
         } catch (IOException e) {
             return false;  // missing, or a folder
         }

@@ -20,7 +20,22 @@ import java.util.Map;
  * and the drift hook writing JSON-lines reports (and optionally POSTing them).
  */
 final class BundleSession implements AutoCloseable {
-    static final List<String> RUNTIMES = Arrays.asList("onnxruntime", "litert");
+    /** The runtimes this build has: both from Gradle; ONNX Runtime only in the APK CI assembles (no LiteRT jar). */
+    static final List<String> RUNTIMES = available();
+
+    private static List<String> available() {
+        List<String> out = new ArrayList<>();
+        String[][] probes = {{"onnxruntime", "ai.onnxruntime.OrtEnvironment"}, {"litert", "org.tensorflow.lite.Interpreter"}};
+        for (String[] p : probes) {
+            try {
+                Class.forName(p[1], false, BundleSession.class.getClassLoader());
+                out.add(p[0]);
+            } catch (ClassNotFoundException e) {
+                // not in this build
+            }
+        }
+        return out;
+    }
 
     final Manifest manifest;
     final String format;
