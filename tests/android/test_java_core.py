@@ -4,6 +4,7 @@ for a real digits bundle and a MiniLM-tokenizer text bundle, and must all pass."
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -41,3 +42,16 @@ def test_java_core_matches_python(goldens) -> None:
     assert summary and summary.groups() == (str(JAVA_TESTS), "0", "0"), res.stdout[-2000:]
     reported = re.search(r"image drift reports: (\d+) matched", res.stdout)
     assert reported and int(reported.group(1)) == sum(len(s["reports"]) for s in goldens.image_data["telemetry"])
+
+
+def test_write_golden_default_samples(goldens, tmp_path) -> None:
+    """Without samples, the drift reports come from 120 random uint8 images: far from digits."""
+    from edgesmith.bundle.golden import write_golden
+
+    g = write_golden(goldens.digits.bundle, tmp_path / "g.json")
+    assert json.loads((tmp_path / "g.json").read_text())["schema"] == "edgesmith.golden/1"
+    (scenario,) = g["telemetry"]
+    assert scenario["name"] == "random" and len(scenario["items"]) == 120 and scenario["calls"][:3] == [1, 3, 7]
+    assert [r["status"] for r in scenario["reports"]] == ["drift", "drift"]
+    pixels = [s for s in scenario["reports"][0]["statistics"] if s["name"] == "pixels[0]"][0]
+    assert pixels["status"] == "drift" and pixels["value"] > 1, pixels  # uniform noise vs mostly-dark digits
