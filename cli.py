@@ -480,5 +480,20 @@ def search(recipe, out, overrides, trials, references, db, ray_address, ray_work
     _console().print(f"search: {Path(result['run_dir']) / 'search.json'}  (--export-recipe N writes a trial's recipe)")
 
 
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="Print the URL without opening a browser.")
+@click.option("--telemetry", type=click.Path(path_type=Path), metavar="FILE.jsonl",
+              help="Where the page's drift reports are appended (default: demo-telemetry.jsonl beside BUNDLE).")
+def demo(bundle: Path, port: int, no_open: bool, telemetry: Path | None) -> None:
+    """Serve the browser demo for BUNDLE on localhost: its ONNX file in onnxruntime-web with the
+    app's preprocessing, tokenizer and drift hook (android-demo/web); prints the URL."""
+    from edgesmith.bundle.demo import serve
+
+    serve(bundle, port=port, open_browser=not no_open, telemetry=telemetry)
+
+
 if __name__ == "__main__":
     main()

@@ -4,6 +4,8 @@ for a real digits bundle and a MiniLM-tokenizer text bundle, and must all pass."
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,12 +30,13 @@ def test_golden_vectors_cover_the_tricky_cases(goldens) -> None:
     assert {r["status"] for s in text["telemetry"] if s["name"] == "short" for r in s["reports"]} == {"drift"}
 
 
-def test_java_core_matches_python(goldens) -> None:
+def test_java_core_matches_python(goldens, tmp_path) -> None:
     if shutil.which("javac") is None:
         pytest.skip("javac not on PATH: install a JDK (apt-get install default-jdk-headless, or ./setup.sh)")
     t0 = time.perf_counter()
     res = subprocess.run([str(ANDROID_DEMO / "core" / "run-tests.sh"), "--image-golden", str(goldens.image),
-                          "--text-golden", str(goldens.text)], capture_output=True, text=True, timeout=300)
+                          "--text-golden", str(goldens.text)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "CORE_BUILD": str(tmp_path / "build")})  # class files out of the tree
     took = time.perf_counter() - t0
     print(res.stdout[-3000:], f"\ncompile + run: {took:.1f} s")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -41,3 +44,16 @@ def test_java_core_matches_python(goldens) -> None:
     assert summary and summary.groups() == (str(JAVA_TESTS), "0", "0"), res.stdout[-2000:]
     reported = re.search(r"image drift reports: (\d+) matched", res.stdout)
     assert reported and int(reported.group(1)) == sum(len(s["reports"]) for s in goldens.image_data["telemetry"])
+
+
+def test_write_golden_default_samples(goldens, tmp_path) -> None:
+    """Without samples, the drift reports come from 120 random uint8 images: far from digits."""
+    from edgesmith.bundle.golden import write_golden
+
+    g = write_golden(goldens.digits.bundle, tmp_path / "g.json")
+    assert json.loads((tmp_path / "g.json").read_text())["schema"] == "edgesmith.golden/1"
+    (scenario,) = g["telemetry"]
+    assert scenario["name"] == "random" and len(scenario["items"]) == 120 and scenario["calls"][:3] == [1, 3, 7]
+    assert [r["status"] for r in scenario["reports"]] == ["drift", "drift"]
+    pixels = [s for s in scenario["reports"][0]["statistics"] if s["name"] == "pixels[0]"][0]
+    assert pixels["status"] == "drift" and pixels["value"] > 1, pixels  # uniform noise vs mostly-dark digits

@@ -118,7 +118,7 @@ public final class Manifest {
         if (!parts.isEmpty() && parts.get(0).contains(":")) {
             throw leaves(rel, where);
         }
-        String path = String.join("/", parts);
+        String path = join("/", parts);
         files.checkInside(path, where);
         return path;
     }
@@ -158,6 +158,20 @@ public final class Manifest {
             throw new BundleException(files.describe(path) + ": size or sha256 differs from " + MANIFEST
                     + " (tampered with or corrupted); rebuild the bundle");
         }
+    }
+
+    /** {@code String.join}, which Android has only from API 26 (the app's minSdk is 24). */
+    static String join(String sep, Iterable<? extends CharSequence> parts) {
+        StringBuilder b = new StringBuilder();
+        boolean first = true;
+        for (CharSequence p : parts) {
+            if (!first) {
+                b.append(sep);
+            }
+            first = false;
+            b.append(p);
+        }
+        return b.toString();
     }
 
     /** Lower-case hex of bytes. */
@@ -266,7 +280,7 @@ public final class Manifest {
                 have.add(String.valueOf(((Map<?, ?>) e).get("runtime")));
             }
             throw new BundleException(files.describe(MANIFEST) + ": no file for the runtimes here ("
-                    + String.join(", ", runtimes) + "); the bundle has: " + String.join(", ", have));
+                    + join(", ", runtimes) + "); the bundle has: " + join(", ", have));
         }
         for (String f : usable) {
             if (passed(Json.obj(formats(), f))) {

@@ -1,0 +1,5 @@
+// Compile-only stub (signatures of the real API); never packaged. See ../build-apk.sh.
+package android.text;
+
+public interface Editable extends CharSequence {
+}
