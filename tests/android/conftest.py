@@ -11,14 +11,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "_edgesmith_tests_bundle_telemetry", Path(__file__).parents[1] / "bundle" / "test_telemetry.py")
-_telemetry_tests = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _telemetry_tests
-_spec.loader.exec_module(_telemetry_tests)
+def _load(name: str, file: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bundle" / file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
-digits = _telemetry_tests.digits  # fixtures: a digits-quick bundle (ONNX) and a text bundle
-text = _telemetry_tests.text
+
+# fixtures of the bundle tests: a digits-quick bundle (ONNX) and a MiniLM-tokenizer text bundle
+digits = _load("_edgesmith_tests_bundle_conftest", "conftest.py").digits
+text = _load("_edgesmith_tests_bundle_telemetry", "test_telemetry.py").text
 
 ANDROID_DEMO = Path(__file__).parents[2] / "android-demo"
 
