@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+
 def _load(name: str, file: str):
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bundle" / file)
     module = importlib.util.module_from_spec(spec)
