@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.bundle.telemetry.stats import histogram
+from edgesmith.bundle.telemetry.stats import histogram, tail_pvalue
 
 DIRECTIONS = 16  # principal directions kept (the MMD runs in this space)
 PSI_DIRECTIONS = 8  # of them, scored by PSI
@@ -101,7 +101,7 @@ def mmd_test(reference: np.ndarray, live: np.ndarray, bandwidth: float, permutat
 
     observed = stat(np.arange(n + m))
     null = np.array([stat(rng.permutation(n + m)) for _ in range(permutations)])
-    return float(observed), float((1 + np.sum(null >= observed)) / (1 + permutations))
+    return float(observed), tail_pvalue(null, observed)
 
 
 class EmbeddingStats:

@@ -22,18 +22,18 @@ from torch import nn
 
 import edgesmith
 from edgesmith.atomic import sha256_file, write_json
+from edgesmith.bundle import load_bundle
+from edgesmith.bundle.loader import MANIFEST
+from edgesmith.bundle.writer import write_bundle
 from edgesmith.cli import main
 from edgesmith.conf.recipe import ExportConfig, load_recipe, resolve_recipe_path
 from edgesmith.errors import BundleError, ParityError
 from edgesmith.export import get_exporter
 from edgesmith.export.base import ExportArtifact, Tolerance
-from edgesmith.bundle.writer import write_bundle
 from edgesmith.export.parity import check_bundle_parity, check_parity
 from edgesmith.models.tasks import ClassificationTask
 from edgesmith.pipeline.runner import Runner
 from edgesmith.runtimes import RUNTIMES
-from edgesmith.bundle import load_bundle
-from edgesmith.bundle.loader import MANIFEST
 
 FORMATS = ["onnx", "pt2", "tflite", "executorch", "torchscript-lite"]
 
