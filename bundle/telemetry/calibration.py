@@ -90,9 +90,12 @@ class SaturationProbe:
         result = np.zeros((n, len(self.probes), 2))
         for j, p in enumerate(self.probes):
             v = np.asarray(outs[p["tensor"]], np.float32).reshape(n, -1)
-            # half a step of slack: values that round onto the grid's end points are not clipped
+            # half a step of slack: values that round onto the grid's end points are not clipped. A
+            # range starting at exactly 0 is a ReLU's (onnxruntime folds the ReLU into the quantizer,
+            # so the probed tensor is the pre-ReLU one): clipping below it is the ReLU, not saturation.
             half = 0.5 * p["scale"]
-            result[:, j, 0] = ((v < p["low"] - half) | (v > p["high"] + half)).sum(1)
+            above = v > p["high"] + half
+            result[:, j, 0] = (above if p["low"] == 0 else above | (v < p["low"] - half)).sum(1)
             result[:, j, 1] = v.shape[1]
         return result
 
