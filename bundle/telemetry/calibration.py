@@ -6,7 +6,7 @@ A QDQ ONNX file states its calibration directly: each activation's
 ``[(qmin - z) * s, (qmax - z) * s]`` and anything outside is clipped (saturated).
 :func:`calibration_probes` picks up to :data:`MAX_PROBES` per-tensor activation
 quantizers, evenly spread from the first (usually the model input) to the last
-(the input of the last quantized layer). The profile records each probe's range and
+(here the quantized output, e.g. a classifier's logits). The profile records each probe's range and
 the fraction of reference values outside it; live, :class:`SaturationProbe` runs
 the sampled items through the same file with the probed tensors as extra outputs
 and counts values outside the range. A rate above ``saturation_recalibrate`` (and

@@ -30,6 +30,7 @@ class Spec:
     reference: Any
     bins: list[str] | None = None
     shape: tuple[int, ...] = ()
+    reference_samples: int | None = None  # items behind ``reference`` when not the profile's ``samples``
 
 
 def profile_part(manifest: dict, where: Path, *keys: str) -> Any:
@@ -125,11 +126,11 @@ class EmbeddingOutputs:
         prof = manifest["reference_profile"]["outputs"].get("embedding")
         self.emb = EmbeddingStats(prof) if isinstance(prof, dict) else None
         if self.emb is not None:
-            e = self.emb
+            e, m = self.emb, prof.get("measured_on")
             self.specs += [
                 Spec("embedding_directions", "max_psi", [h["fractions"] for h in e.hists], None,
-                     (len(e.hists), len(e.hists[0]["fractions"]))),
-                Spec("centroid_cosine", "psi", prof["centroid_cosine"]["fractions"], None, (len(e.cos_edges) - 1,)),
+                     (len(e.hists), len(e.hists[0]["fractions"])), m),
+                Spec("centroid_cosine", "psi", prof["centroid_cosine"]["fractions"], None, (len(e.cos_edges) - 1,), m),
                 Spec("embedding_mmd", "mmd", None, None, (e.directions.shape[0],)),
             ]
 

@@ -54,6 +54,7 @@ def drift_bundle(bundle: Path, input_: str, runtime: str | None, as_json: bool) 
         out = b.predict(raw)
         monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
         monitor.observe(raw, out)
+        monitor.drain()
         report, used = monitor.reports[-1], f"{b.format} on {b.runtime.name}"
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -17,7 +17,7 @@ from edgesmith.bundle.loader import MANIFEST
 from edgesmith.bundle.telemetry import DriftMonitor, summary
 from edgesmith.bundle.telemetry.embedding import embedding_profile, mmd_test
 
-REFERENCE, WINDOW = 400, 200
+REFERENCE, WINDOW = 1000, 200  # the profile size an export writes (bundle.writer.PROFILE_LIMIT)
 
 
 def _embed(texts: list[str]) -> np.ndarray:
