@@ -144,15 +144,17 @@ def hook_cost(bundle: Path, items: list, calls: int) -> dict:
     from edgesmith.bundle.telemetry import DriftMonitor
 
     with load_bundle(bundle) as b:
-        outs = [b.predict(items[i % len(items)]) for i in range(min(calls, len(items)))]
+        k = min(calls, len(items))
+        feeds = [b.preprocess(items[i]) for i in range(k)]  # what predict hands the hook
+        outs = [b.predict(items[i]) for i in range(k)]
         out = {}
         for rate in (0.0, 0.01, 0.1, 1.0):
             monitor = DriftMonitor(sample_rate=rate, window=500, keep=2).attach(b)
             t = []
             for i in range(calls):
-                x, y = items[i % len(items)], outs[i % len(outs)]
+                x, y, f = items[i % k], outs[i % k], feeds[i % k]
                 t0 = time.perf_counter()
-                monitor.observe(x, y)
+                monitor.observe(x, y, f)
                 t.append(time.perf_counter() - t0)
             monitor.close()
             t = np.asarray(t) * 1e6
@@ -230,7 +232,7 @@ def main() -> None:
     ap.add_argument("--outage-s", type=float, default=60.0)
     ap.add_argument("--windows", type=int, default=20, help="in-domain MiniLM windows of 200 texts")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--parts", default="overhead,outage,text", help="comma-separated: overhead, outage, text")
+    ap.add_argument("--parts", default="overhead,outage,text", help="comma-separated: overhead, hook, outage, text")
     args = ap.parse_args()
     from edgesmith.data.paths import VADER_FILES, vader_dir
     from edgesmith.data.texts import _vader_file
@@ -252,13 +254,15 @@ def main() -> None:
     digits, x = digits_bundle(root)
     if "overhead" in parts:
         show("digits_overhead", overhead(digits, list(x), args.calls))
+    if parts & {"overhead", "hook"}:
         show("digits_hook", hook_cost(digits, list(x), args.calls * 5))
     if "outage" in parts:
         show("outage", outage(digits, x, args.outage_s, root))
-    if parts & {"overhead", "text"}:
+    if parts & {"overhead", "hook", "text"}:
         minilm = minilm_bundle(root, ref)
         if "overhead" in parts:
             show("minilm_overhead", overhead(minilm, texts["movie"][:500], max(args.calls // 10, 40)))
+        if parts & {"overhead", "hook"}:
             show("minilm_hook", hook_cost(minilm, texts["movie"][:2000], args.calls))
         if "text" in parts:
             show("text_drift", text_drift(minilm, texts, None, args.windows))

@@ -10,6 +10,7 @@ import queue
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -123,12 +124,14 @@ class DriftMonitor:
         self._gap_at += 1
         return int(self._gaps[self._gap_at - 1])
 
-    def observe(self, raw_inputs: Any, outputs: np.ndarray) -> None:
+    def observe(self, raw_inputs: Any, outputs: np.ndarray, feeds: dict[str, np.ndarray] | None = None) -> None:
         """Account for one ``predict`` call: sample its items and add them to the window.
 
         Args:
             raw_inputs: What ``predict`` was given.
             outputs: What it returned (one row per item).
+            feeds: The preprocessed inputs ``predict`` ran (token ids and mask, or
+                normalised images), reused instead of preprocessing sampled items again.
         """
         n = len(outputs)
         with self._lock:
@@ -145,7 +148,7 @@ class DriftMonitor:
             out = np.asarray(outputs)
             feats: dict[str, np.ndarray] = {}
             for part in self._parts:
-                feats.update(part.features(raw_inputs, out, idx))
+                feats.update(part.features(raw_inputs, out, idx, feeds))
         except Exception:  # telemetry never breaks inference
             self.errors += 1
             if self.errors == 1:
@@ -279,22 +282,28 @@ class DriftMonitor:
         A full queue (:data:`QUEUE` windows pending) makes the caller wait: never lossy."""
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="edgesmith-drift", daemon=True)
+                self._worker = threading.Thread(target=DriftMonitor._work, args=(weakref.ref(self), self._queue),
+                                                name="edgesmith-drift", daemon=True)
                 self._worker.start()
         for snap in snaps:
             self._queue.put(snap)  # FIFO: reports leave in window order
 
-    def _work(self) -> None:
+    @staticmethod
+    def _work(ref: weakref.ref, jobs: queue.Queue) -> None:
+        """The worker holds the monitor only while scoring (a weak reference between
+        windows), so an idle worker keeps no monitor or sketch alive."""
         while True:
-            snap = self._queue.get()
+            snap = jobs.get()
+            monitor = ref()
             try:
-                self._emit([self._build(snap)])
+                if monitor is not None:
+                    monitor._emit([monitor._build(snap)])
             except Exception:  # telemetry never breaks inference
-                self.errors += 1
+                monitor.errors += 1
                 log.exception("drift telemetry: could not score a window")
             finally:
-                del snap  # hold no sketch while idle (nanobind reports live ones at exit)
-                self._queue.task_done()
+                del snap, monitor
+                jobs.task_done()
 
     def drain(self) -> None:
         """Wait until every full window handed to the background worker is emitted."""

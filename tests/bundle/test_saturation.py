@@ -131,3 +131,11 @@ def test_salt_and_pepper_pixels_raise_recalibrate(fashion) -> None:
     last = list(sat.values())[-1]  # the last quantized tensor: the logits, the Gemm's output
     assert last["status"] == "recalibrate" and last["value"] > 0.05 and last["p_value"] < 1e-6
     assert reports[0]["worst"] == last["name"]
+
+
+def test_twenty_test_split_windows_raise_no_alarm(fashion) -> None:
+    """The issue's in-distribution target: 0 alarms in 20 windows at the default settings."""
+    reports = _windows(fashion, fashion.test, windows=20, size=200)
+    statuses = [r["status"] for r in reports]
+    print("fashion test windows", statuses, reports[0]["window"]["min_samples"])
+    assert statuses == ["ok"] * 20 and reports[0]["window"]["min_samples"] <= 200
