@@ -312,9 +312,13 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
     Every score has a p-value; no alarm below the window's minimum sample."""
     from edgesmith.bundle.telemetry.views import drift_bundle, drift_merge, drift_reports
 
+    is_bundle = Path(args[0]).is_dir() or Path(args[0]).name == "edgesmith.json"
+    if is_bundle and len(args) > 1 and all(a.endswith((".jsonl", ".ndjson")) for a in args[1:]):
+        args = args[1:]  # `drift BUNDLE drift.jsonl`: the reports a device wrote
+        is_bundle = False
     if args[0] == "merge":
         status = drift_merge([Path(a) for a in args[1:]], out, as_json)
-    elif len(args) == 2 and (Path(args[0]).is_dir() or Path(args[0]).name == "edgesmith.json"):
+    elif len(args) == 2 and is_bundle:
         status = drift_bundle(Path(args[0]), args[1], runtime, as_json)
     else:
         status = drift_reports([Path(a) for a in args], as_json, prometheus, html_out)

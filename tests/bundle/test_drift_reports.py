@@ -151,8 +151,9 @@ def test_cli_timeline_merge_and_fail_on(digits, tmp_path) -> None:
     dev1.write_text("".join(json.dumps(r) + "\n" for r in _windows(digits, digits.held.x, 3, 150, seed=1)))
     shifted = _windows(digits, np.clip(digits.held.x + 0.3, 0, 1), 2, 150, seed=2)
     dev2.write_text("".join(json.dumps(r) + "\n" for r in shifted) + json.dumps(shifted[0])[:50])
-    r = CliRunner().invoke(main, ["drift", str(dev1), "--fail-on", "warn"])
-    assert r.exit_code == 0 and "pixels[0]" in r.output and "worst status: ok" in r.output, r.output
+    for cmd in (["drift", str(dev1)], ["drift", str(digits.bundle), str(dev1)]):  # with or without the bundle
+        r = CliRunner().invoke(main, [*cmd, "--fail-on", "warn"])
+        assert r.exit_code == 0 and "pixels[0]" in r.output and "worst status: ok" in r.output, r.output
     r = CliRunner().invoke(main, ["drift", str(dev1), str(dev2), "--fail-on", "drift",
                                   "--prometheus", str(tmp_path / "m.prom"), "--html", str(tmp_path / "d.html")])
     assert r.exit_code == 3 and "skipped 1 truncated" in r.output and "dev2" in r.output, r.output
