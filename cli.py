@@ -419,8 +419,10 @@ Examples:
 @click.option("--out", "-o", "out", type=click.Path(path_type=Path), help="merge: write the merged report here.")
 @click.option("--prometheus", type=click.Path(path_type=Path),
               help="REPORTS: also write the Prometheus text exposition of the latest reports here.")
+@click.option("--html", "html_out", type=click.Path(path_type=Path),
+              help="REPORTS: also write the dashboard's drift view (status and scores over time) here.")
 def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: str, out: Path | None,
-          prometheus: Path | None) -> None:
+          prometheus: Path | None, html_out: Path | None) -> None:
     """Drift of a bundle's traffic from its reference profile, three ways:
 
     \b
@@ -431,12 +433,16 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
     Every score has a p-value; no alarm below the window's minimum sample."""
     from edgesmith.bundle.telemetry.views import drift_bundle, drift_merge, drift_reports
 
+    is_bundle = Path(args[0]).is_dir() or Path(args[0]).name == "edgesmith.json"
+    if is_bundle and len(args) > 1 and all(a.endswith((".jsonl", ".ndjson")) for a in args[1:]):
+        args = args[1:]  # `drift BUNDLE drift.jsonl`: the reports a device wrote
+        is_bundle = False
     if args[0] == "merge":
         status = drift_merge([Path(a) for a in args[1:]], out, as_json)
-    elif len(args) == 2 and (Path(args[0]).is_dir() or Path(args[0]).name == "edgesmith.json"):
+    elif len(args) == 2 and is_bundle:
         status = drift_bundle(Path(args[0]), args[1], runtime, as_json)
     else:
-        status = drift_reports([Path(a) for a in args], as_json, prometheus)
+        status = drift_reports([Path(a) for a in args], as_json, prometheus, html_out)
     from edgesmith.bundle.telemetry.scoring import STATUSES
 
     if fail_on != "never" and STATUSES.index(status) >= STATUSES.index(fail_on):

@@ -103,8 +103,9 @@ def _script_json(obj: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render_html(data: dict[str, Any]) -> str:
-    """The page for :func:`dashboard_data`'s output, as one HTML string."""
+def render_html(data: dict[str, Any], drift: list[dict] | None = None) -> str:
+    """The page for :func:`dashboard_data`'s output, as one HTML string; with ``drift``
+    (drift reports) it gains the drift view (:func:`drift_section`)."""
     js, css = (p.read_text() for p in ASSETS)
     title = f"edgesmith results: {len(data['runs'])} runs, {len(data['benchmarks'])} measurements"
     return f"""<!DOCTYPE html>
@@ -150,6 +151,7 @@ def render_html(data: dict[str, Any]) -> str:
     <p class="note">Teacher, then each stage, then the exported files. A stage slower than
     the stage before it on the same target and runtime is marked <span class="badge">slower</span>.</p>
     <div id="waterfall"></div></section>
+{drift_section(drift) if drift else ""}
 </main>
 <svg id="svg-ns" width="0" height="0" aria-hidden="true"></svg>
 <script type="application/json" id="edgesmith-data">{_script_json(data)}</script>
@@ -177,3 +179,58 @@ def render(store_or_path: ResultsStore | str | Path, out_html: str | Path) -> Pa
         with ResultsStore(path) as store:
             data = dashboard_data(store)
     return write_text(out_html, render_html(data))
+
+
+# ---------------------------------------------------------------- drift view
+DRIFT_JS = Path(__file__).with_name("dashboard_drift.js")
+
+
+def drift_data(reports: list[dict]) -> dict[str, Any]:
+    """Drift reports grouped per bundle, format and device, in time order: per window
+    its status, size and each statistic's score, p-value and status."""
+    from edgesmith.bundle.telemetry.fleet import order, worst_status
+
+    groups: dict[tuple, dict] = {}
+    for r in order(reports):
+        b = r.get("bundle") or {}
+        key = (str(b.get("recipe")), str(b.get("format")), str(r.get("device", "?")))
+        g = groups.setdefault(key, {"bundle": key[0], "format": key[1], "device": key[2], "windows": [],
+                                    "statistics": [], "reports": []})
+        w = r.get("window") or {}
+        stats = {s["name"]: {"value": s.get("value"), "p_value": s.get("p_value"), "status": s.get("status")}
+                 for s in r.get("statistics") or []}
+        g["statistics"] += [n for n in stats if n not in g["statistics"]]
+        g["windows"].append({"time": r.get("created_utc", ""), "window": w.get("index"), "samples": w.get("samples"),
+                             "min_samples": w.get("min_samples"), "status": r.get("status"), "stats": stats})
+        g["reports"].append(r)
+    for g in groups.values():
+        g["worst"] = worst_status(g.pop("reports"))
+    return {"groups": list(groups.values())}
+
+
+def drift_section(reports: list[dict]) -> str:
+    """The drift view: a ``<section>`` with its data and script, self-contained."""
+    return f"""<section><h2>Drift: status and scores over time, per bundle and device</h2>
+    <p class="note">One column per report window; cells are scores (PSI, mean shift, MMD, saturation rate)
+    coloured by status: ok, warn, drift, recalibrate, grey while a window is below its minimum sample.
+    Hover for the p-value and window size.</p>
+    <div id="drift"></div>
+<script type="application/json" id="edgesmith-drift">{_script_json(drift_data(reports))}</script>
+<script>
+{DRIFT_JS.read_text()}</script></section>"""
+
+
+def render_drift(reports: list[dict], out_html: str | Path) -> Path:
+    """A page holding only the drift view of ``reports`` (``edgesmith drift REPORTS --html``)."""
+    title = f"edgesmith drift: {len(reports)} reports"
+    css = ASSETS[1].read_text()
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+{css}
+table.drift td {{ text-align: right; font-variant-numeric: tabular-nums; }}</style></head>
+<body><header><h1>{html.escape(title)}</h1></header><main>
+{drift_section(reports)}
+</main></body></html>
+"""
+    return write_text(out_html, page)

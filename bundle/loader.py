@@ -206,7 +206,7 @@ class Bundle:
         outs = [self.runtime.run({k: v[i : i + step] for k, v in feeds.items()})[0] for i in range(0, n, step)]
         result = np.concatenate(outs) if outs else np.empty((0,), np.float32)
         if self.telemetry is not None:
-            self.telemetry.observe(raw_inputs, result)
+            self.telemetry.observe(raw_inputs, result, feeds)
         return result
 
     def monitor(self, telemetry: DriftMonitor | bool | str | os.PathLike = True, **settings: Any) -> DriftMonitor:

@@ -84,7 +84,10 @@ def reference_profile(bundle, raw, split: str, limit: int = 1000) -> dict:
     }
     from edgesmith.bundle.telemetry.calibration import saturation_profile
 
-    calibration = saturation_profile(bundle, sub.x, limit)
+    try:
+        calibration = saturation_profile(bundle, sub.x, limit)
+    except Exception as e:  # a file the probe cannot rewrite: no saturation check, the bundle still ships
+        calibration = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
     if calibration is not None:
         profile["calibration"] = calibration
     return profile

@@ -6,7 +6,7 @@ A QDQ ONNX file states its calibration directly: each activation's
 ``[(qmin - z) * s, (qmax - z) * s]`` and anything outside is clipped (saturated).
 :func:`calibration_probes` picks up to :data:`MAX_PROBES` per-tensor activation
 quantizers, evenly spread from the first (usually the model input) to the last
-(the input of the last quantized layer). The profile records each probe's range and
+(here the quantized output, e.g. a classifier's logits). The profile records each probe's range and
 the fraction of reference values outside it; live, :class:`SaturationProbe` runs
 the sampled items through the same file with the probed tensors as extra outputs
 and counts values outside the range. A rate above ``saturation_recalibrate`` (and
@@ -90,9 +90,12 @@ class SaturationProbe:
         result = np.zeros((n, len(self.probes), 2))
         for j, p in enumerate(self.probes):
             v = np.asarray(outs[p["tensor"]], np.float32).reshape(n, -1)
-            # half a step of slack: values that round onto the grid's end points are not clipped
+            # half a step of slack: values that round onto the grid's end points are not clipped. A
+            # range starting at exactly 0 is a ReLU's (onnxruntime folds the ReLU into the quantizer,
+            # so the probed tensor is the pre-ReLU one): clipping below it is the ReLU, not saturation.
             half = 0.5 * p["scale"]
-            result[:, j, 0] = ((v < p["low"] - half) | (v > p["high"] + half)).sum(1)
+            above = v > p["high"] + half
+            result[:, j, 0] = (above if p["low"] == 0 else above | (v < p["low"] - half)).sum(1)
             result[:, j, 1] = v.shape[1]
         return result
 

@@ -6,7 +6,12 @@ directions, the histogram of the projections on the first :data:`PSI_DIRECTIONS`
 of them and of the cosine to the centroid (decile edges, so every bin holds a
 tenth of the reference), and a :data:`REFERENCE_SAMPLE`-item sample of the
 projections (never raw text, and not the embeddings themselves) for a kernel
-two-sample test.
+two-sample test. The centroid and directions are fitted on one half of the
+reference and everything else is measured on the other: projections of the data a
+PCA was fitted on spread wider than those of fresh data from the same
+distribution, which would make in-distribution traffic look shifted (measured on
+fortunes with a 16-dimensional encoder: MMD p 0.0008 on held-out text when fitted
+and measured on the same 300 items).
 
 Live, a window is scored by the largest per-direction PSI, the PSI of the
 centroid cosine, and a maximum mean discrepancy test (Gaussian kernel, median
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.bundle.telemetry.stats import histogram
+from edgesmith.bundle.telemetry.stats import histogram, tail_pvalue
 
 DIRECTIONS = 16  # principal directions kept (the MMD runs in this space)
 PSI_DIRECTIONS = 8  # of them, scored by PSI
@@ -42,18 +47,20 @@ def embedding_profile(emb: np.ndarray, seed: int = 0) -> dict[str, Any]:
         seed: Seed of the reference sample's selection.
     """
     x = np.asarray(emb, dtype=np.float64)
-    centroid = x.mean(0)
-    centered = x - centroid
-    _, sv, vt = np.linalg.svd(centered, full_matrices=False)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    fit, held = x[np.sort(order[: len(x) // 2])], x[np.sort(order[len(x) // 2 :])]
+    centroid = fit.mean(0)
+    _, sv, vt = np.linalg.svd(fit - centroid, full_matrices=False)
     k = min(DIRECTIONS, vt.shape[0])
     dirs = vt[:k]
-    proj = centered @ dirs.T
-    cos = _cosine(x, centroid)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(x), size=min(REFERENCE_SAMPLE, len(x)), replace=False)
+    proj = (held - centroid) @ dirs.T
+    cos = _cosine(held, centroid)
+    pick = rng.choice(len(held), size=min(REFERENCE_SAMPLE, len(held)), replace=False)
     sample = proj[np.sort(pick)]
     var = sv**2
     return {
+        "fitted_on": len(fit), "measured_on": len(held),
         "centroid": [round(float(v), 6) for v in centroid],
         "directions": [[round(float(v), 6) for v in row] for row in dirs],
         "explained_variance": round(float(var[:k].sum() / max(var.sum(), 1e-300)), 4),
@@ -101,7 +108,7 @@ def mmd_test(reference: np.ndarray, live: np.ndarray, bandwidth: float, permutat
 
     observed = stat(np.arange(n + m))
     null = np.array([stat(rng.permutation(n + m)) for _ in range(permutations)])
-    return float(observed), float((1 + np.sum(null >= observed)) / (1 + permutations))
+    return float(observed), tail_pvalue(null, observed)
 
 
 class EmbeddingStats:

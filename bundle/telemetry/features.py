@@ -30,6 +30,7 @@ class Spec:
     reference: Any
     bins: list[str] | None = None
     shape: tuple[int, ...] = ()
+    reference_samples: int | None = None  # items behind ``reference`` when not the profile's ``samples``
 
 
 def profile_part(manifest: dict, where: Path, *keys: str) -> Any:
@@ -66,7 +67,7 @@ class ImageInputs:
         self.specs, self.edges = [s for s, _ in pairs], [e for _, e in pairs]
         self.preprocess = bundle.preprocess
 
-    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray, feeds: dict | None = None) -> dict[str, np.ndarray]:
         x = self.preprocess.nchw(raw)[idx]
         flat = x.reshape(len(x), x.shape[1], -1)
         feats = {s.name: per_item_counts(bin_index(flat[:, c], e), len(e) - 1)
@@ -82,9 +83,13 @@ class TextInputs:
         self.specs = [spec]
         self.preprocess = bundle.preprocess
 
-    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-        texts = [raw] if isinstance(raw, str) else raw
-        lengths = self.preprocess.lengths([str(texts[i]) for i in idx])
+    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray, feeds: dict | None = None) -> dict[str, np.ndarray]:
+        mask = (feeds or {}).get(self.preprocess.names[-1]) if len(self.preprocess.names) > 1 else None
+        if mask is not None:  # predict's own tokens: no second tokenization
+            lengths = np.asarray(mask)[idx].sum(1)
+        else:
+            texts = [raw] if isinstance(raw, str) else raw
+            lengths = self.preprocess.lengths([str(texts[i]) for i in idx])
         return {"token_length": per_item_counts(bin_index(lengths, self.edges), len(self.edges) - 1),
                 "sketch:token_length": np.asarray(lengths, np.float64)}
 
@@ -103,7 +108,7 @@ class ClassifierOutputs:
         ref = [float(v) for v in classes.values()]
         self.specs = [Spec("predicted_class", "psi", ref, names, (len(ref),)), conf]
 
-    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray, feeds: dict | None = None) -> dict[str, np.ndarray]:
         probs = softmax(out[idx])
         k = len(self.specs[0].reference)
         return {"predicted_class": per_item_counts(probs.argmax(1), k),
@@ -125,15 +130,15 @@ class EmbeddingOutputs:
         prof = manifest["reference_profile"]["outputs"].get("embedding")
         self.emb = EmbeddingStats(prof) if isinstance(prof, dict) else None
         if self.emb is not None:
-            e = self.emb
+            e, m = self.emb, prof.get("measured_on")
             self.specs += [
                 Spec("embedding_directions", "max_psi", [h["fractions"] for h in e.hists], None,
-                     (len(e.hists), len(e.hists[0]["fractions"]))),
-                Spec("centroid_cosine", "psi", prof["centroid_cosine"]["fractions"], None, (len(e.cos_edges) - 1,)),
+                     (len(e.hists), len(e.hists[0]["fractions"])), m),
+                Spec("centroid_cosine", "psi", prof["centroid_cosine"]["fractions"], None, (len(e.cos_edges) - 1,), m),
                 Spec("embedding_mmd", "mmd", None, None, (e.directions.shape[0],)),
             ]
 
-    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray, feeds: dict | None = None) -> dict[str, np.ndarray]:
         x = np.asarray(out[idx], dtype=np.float64)
         v = np.linalg.norm(x, axis=1)
         feats = {"embedding_norm": np.stack([np.ones_like(v), v, v * v], 1), "sketch:embedding_norm": v}
@@ -162,7 +167,10 @@ class Saturation:
         names = [i["name"] for i in manifest["inputs"]]
         self.probe = SaturationProbe(Path(bundle.path) / cal["file"], cal["probes"], names)
 
-    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def features(self, raw: Any, out: np.ndarray, idx: np.ndarray, feeds: dict | None = None) -> dict[str, np.ndarray]:
+        if feeds:
+            counts = self.probe.counts({k: np.asarray(v)[idx] for k, v in feeds.items()})
+            return {s.name: counts[:, j] for j, s in enumerate(self.specs)}
         if hasattr(self.preprocess, "nchw"):
             sub: Any = self.preprocess.nchw(raw)[idx]
         else:

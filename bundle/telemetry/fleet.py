@@ -65,7 +65,9 @@ def merge_reports(reports: list[dict]) -> dict:
             acc = stats.get(st["name"])
             if acc is None:
                 stats[st["name"]] = {"name": st["name"], "metric": st["metric"], "reference": st["reference"],
-                                     "counts": np.asarray(st["counts"], float), **_bins(st)}
+                                     "counts": np.asarray(st["counts"], float), **_bins(st),
+                                     **({"reference_samples": st["reference_samples"]}
+                                        if st.get("reference_samples") else {})}
             elif acc["reference"] != st["reference"] or acc["metric"] != st["metric"]:
                 raise DataError(f"drift merge: statistic {st['name']} has another reference in some reports; "
                                 "they come from different bundles")

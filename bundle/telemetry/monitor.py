@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from edgesmith.errors import BundleError
 
 log = logging.getLogger(__name__)
 REPORT_SCHEMA = "edgesmith.drift/2"
+QUEUE = 8  # full windows waiting to be scored in the background
 
 
 class DriftMonitor:
@@ -66,6 +69,9 @@ class DriftMonitor:
         self._parts: list[Any] = []
         self._specs: list[Spec] = []
         self._window_n = 0
+        self._queue: queue.Queue[dict] = queue.Queue(QUEUE)
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
 
     # ---------------------------------------------------------- binding
     def attach(self, bundle: Any) -> DriftMonitor:
@@ -90,7 +96,8 @@ class DriftMonitor:
         src = manifest.get("source") or {}
         self._identity = {"recipe": src.get("recipe"), "recipe_sha256": src.get("recipe_sha256"),
                           "format": bundle.format, "created_utc": manifest.get("created_utc")}
-        templates = [{"metric": s.metric, "reference": s.reference} for s in self._specs]
+        templates = [{"metric": s.metric, "reference": s.reference, "reference_samples": s.reference_samples}
+                     for s in self._specs]
         self.min_samples = minimum_sample(templates, self.config, self.reference_samples)
         self._bundle = bundle
         self._reset()
@@ -117,12 +124,14 @@ class DriftMonitor:
         self._gap_at += 1
         return int(self._gaps[self._gap_at - 1])
 
-    def observe(self, raw_inputs: Any, outputs: np.ndarray) -> None:
+    def observe(self, raw_inputs: Any, outputs: np.ndarray, feeds: dict[str, np.ndarray] | None = None) -> None:
         """Account for one ``predict`` call: sample its items and add them to the window.
 
         Args:
             raw_inputs: What ``predict`` was given.
             outputs: What it returned (one row per item).
+            feeds: The preprocessed inputs ``predict`` ran (token ids and mask, or
+                normalised images), reused instead of preprocessing sampled items again.
         """
         n = len(outputs)
         with self._lock:
@@ -139,13 +148,15 @@ class DriftMonitor:
             out = np.asarray(outputs)
             feats: dict[str, np.ndarray] = {}
             for part in self._parts:
-                feats.update(part.features(raw_inputs, out, idx))
+                feats.update(part.features(raw_inputs, out, idx, feeds))
         except Exception:  # telemetry never breaks inference
             self.errors += 1
             if self.errors == 1:
                 log.exception("drift telemetry: could not profile a sampled batch; skipped")
             return
-        self._emit(self._accumulate(feats, len(idx)))
+        done = self._accumulate(feats, len(idx))
+        if done:
+            self._hand_off(done)
 
     def _accumulate(self, feats: dict[str, np.ndarray], n: int) -> list[dict]:
         done = []
@@ -164,7 +175,8 @@ class DriftMonitor:
                 self._window_n += take
                 at += take
                 if self._window_n >= self.config.window:
-                    done.append(self._build(full=True))
+                    done.append(self._snapshot(full=True))
+                    self._windows += 1
                     self._reset()
         return done
 
@@ -177,8 +189,12 @@ class DriftMonitor:
         self._window_n = 0
 
     # ---------------------------------------------------------- reports
-    def _entry(self, spec: Spec) -> dict:
-        acc = self._acc[spec.name]
+    def _snapshot(self, full: bool) -> dict:
+        """The window's state, detached (the accumulators are replaced by _reset, never mutated)."""
+        return {"acc": self._acc, "sketches": self._sketches, "n": self._window_n, "full": full,
+                "index": self._windows, "seen": self.seen, "sampled": self.sampled}
+
+    def _entry(self, spec: Spec, acc: Any) -> dict:
         if spec.metric == "mmd":
             emb = next(p.emb for p in self._parts if getattr(p, "emb", None) is not None)
             live = acc.sample
@@ -188,15 +204,17 @@ class DriftMonitor:
                     "mergeable": False}
         entry = {"name": spec.name, "metric": spec.metric, "counts": np.round(acc, 6).tolist(),
                  "reference": spec.reference}
+        if spec.reference_samples:
+            entry["reference_samples"] = spec.reference_samples
         if spec.metric == "psi":
             total = max(float(acc.sum()), 1.0)
             fractions = [round(float(c) / total, 6) for c in acc]
             entry["fractions"] = dict(zip(spec.bins, fractions, strict=True)) if spec.bins else fractions
         return entry
 
-    def _build(self, full: bool) -> dict:
-        n, c = self._window_n, self.config
-        entries = [self._entry(s) for s in self._specs] if n else []
+    def _build(self, snap: dict) -> dict:
+        n, c = snap["n"], self.config
+        entries = [self._entry(s, snap["acc"][s.name]) for s in self._specs] if n else []
         stats = [score(e, n, self.reference_samples, c, len(self._specs), self.min_samples, c.seed) for e in entries]
         top = worst(stats)
         status = "no_data" if top is None else top["status"]
@@ -205,27 +223,28 @@ class DriftMonitor:
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "device": self.device,
             "bundle": self._identity,
-            "window": {"index": self._windows, "samples": n, "full": full, "requests_seen": self.seen,
-                       "sampled_total": self.sampled, "reference_samples": self.reference_samples,
+            "window": {"index": snap["index"], "samples": n, "full": snap["full"], "requests_seen": snap["seen"],
+                       "sampled_total": snap["sampled"], "reference_samples": self.reference_samples,
                        "min_samples": self.min_samples, "tests": len(self._specs)},
             "config": c.to_dict(),
             "status": status,
             "worst": top["name"] if top is not None else None,
             "statistics": stats,
-            "sketches": {k: sketch.dump(v) for k, v in self._sketches.items() if v is not None},
+            "sketches": {k: sketch.dump(v) for k, v in snap["sketches"].items() if v is not None},
         }
         if self.sink is not None:
             report["sink"] = self.sink.counters()
-        if full:
-            self._windows += 1
         return report
 
     def report(self) -> dict:
         """The current (unfinished) window's report, without emitting or resetting it;
         status ``no_data`` while the window holds no sample."""
         self._require_attached()
+        self.drain()
         with self._lock:
-            return self._build(full=False)
+            snap = self._snapshot(full=False)
+            snap["acc"] = {k: v if isinstance(v, Reservoir) else v.copy() for k, v in snap["acc"].items()}
+            return self._build(snap)
 
     summary = report  # the same: the current window's report
 
@@ -233,12 +252,14 @@ class DriftMonitor:
         """Emit the current window now (``full: false``) and start a new one, then try
         to deliver spooled reports; returns the report, None when the window is empty."""
         self._require_attached()
+        self.drain()
         with self._lock:
-            rep = None
+            snap = None
             if self._window_n:
-                rep = self._build(full=False)
+                snap = self._snapshot(full=False)
                 self._windows += 1
                 self._reset()
+        rep = self._build(snap) if snap is not None else None
         if rep is not None:
             self._emit([rep])
         if self.sink is not None:
@@ -247,10 +268,46 @@ class DriftMonitor:
         return rep
 
     def close(self) -> None:
-        """Try once more to deliver spooled reports (the window is kept)."""
+        """Wait for windows being scored, then try once more to deliver spooled reports
+        (the current window is kept)."""
+        self.drain()
         if self.sink is not None:
             with self._sink_lock:
                 self.sink.flush()
+
+    # ------------------------------------------------ background scoring
+    def _hand_off(self, snaps: list[dict]) -> None:
+        """Score and emit full windows off the ``predict`` path: the call that fills a
+        window only queues its snapshot (the bootstrap and MMD tests take milliseconds).
+        A full queue (:data:`QUEUE` windows pending) makes the caller wait: never lossy."""
+        with self._worker_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=DriftMonitor._work, args=(weakref.ref(self), self._queue),
+                                                name="edgesmith-drift", daemon=True)
+                self._worker.start()
+        for snap in snaps:
+            self._queue.put(snap)  # FIFO: reports leave in window order
+
+    @staticmethod
+    def _work(ref: weakref.ref, jobs: queue.Queue) -> None:
+        """The worker holds the monitor only while scoring (a weak reference between
+        windows), so an idle worker keeps no monitor or sketch alive."""
+        while True:
+            snap = jobs.get()
+            monitor = ref()
+            try:
+                if monitor is not None:
+                    monitor._emit([monitor._build(snap)])
+            except Exception:  # telemetry never breaks inference
+                monitor.errors += 1
+                log.exception("drift telemetry: could not score a window")
+            finally:
+                del snap, monitor
+                jobs.task_done()
+
+    def drain(self) -> None:
+        """Wait until every full window handed to the background worker is emitted."""
+        self._queue.join()
 
     def _require_attached(self) -> None:
         if self._bundle is None:

@@ -95,7 +95,8 @@ def minimum_sample(entries: list[dict], cfg: TelemetryConfig, m: int) -> int:
         if e["metric"] in ("psi", "max_psi"):
             refs = e["reference"] if e["metric"] == "max_psi" else [e["reference"]]
             a = alpha / len(refs)
-            need += [stats.required_samples(len(r), cfg.psi_drift, a, cfg.power, m) or 10 * m for r in refs]
+            mm = e.get("reference_samples") or m
+            need += [stats.required_samples(len(r), cfg.psi_drift, a, cfg.power, mm) or 10 * mm for r in refs]
         elif e["metric"] == "shift":
             need.append(stats.shift_samples(cfg.shift_drift, alpha, cfg.power))
     return int(max(need))
@@ -112,6 +113,7 @@ def score(entry: dict, n: int, m: int, cfg: TelemetryConfig, tests: int, min_n: 
         seed: Seed of the bootstrap.
     """
     alpha = cfg.alpha / max(tests, 1)
+    m = int(entry.get("reference_samples") or m)
     metric, counts, ref = entry["metric"], entry.get("counts"), entry.get("reference")
     detail: dict[str, Any] = {}
     if metric == "psi":

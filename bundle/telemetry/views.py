@@ -54,6 +54,7 @@ def drift_bundle(bundle: Path, input_: str, runtime: str | None, as_json: bool) 
         out = b.predict(raw)
         monitor = DriftMonitor(sample_rate=1.0, window=max(len(out), 1)).attach(b)  # one window: all of INPUT
         monitor.observe(raw, out)
+        monitor.drain()
         report, used = monitor.reports[-1], f"{b.format} on {b.runtime.name}"
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -89,13 +90,18 @@ def _read_all(paths: list[Path]) -> list[dict]:
     return reports
 
 
-def drift_reports(paths: list[Path], as_json: bool, prometheus: Path | None) -> str:
+def drift_reports(paths: list[Path], as_json: bool, prometheus: Path | None, html_out: Path | None = None) -> str:
     """Timeline per statistic of the reports in ``paths`` (one device or many)."""
     from edgesmith.bundle.telemetry.fleet import order, prometheus_text, timeline, worst_status
 
     reports = order(_read_all(paths))
     if prometheus is not None:
         atomic.write_text(prometheus, prometheus_text(reports))
+    if html_out is not None:
+        # the results dashboard's drift view (a CLI view may reach up; the monitor never does)
+        from edgesmith.benchmarks.dashboard import render_drift
+
+        render_drift(reports, html_out)
     lines = timeline(reports)
     status = worst_status(reports)
     if as_json:

@@ -151,12 +151,20 @@ def test_cli_timeline_merge_and_fail_on(digits, tmp_path) -> None:
     dev1.write_text("".join(json.dumps(r) + "\n" for r in _windows(digits, digits.held.x, 3, 150, seed=1)))
     shifted = _windows(digits, np.clip(digits.held.x + 0.3, 0, 1), 2, 150, seed=2)
     dev2.write_text("".join(json.dumps(r) + "\n" for r in shifted) + json.dumps(shifted[0])[:50])
-    r = CliRunner().invoke(main, ["drift", str(dev1), "--fail-on", "warn"])
-    assert r.exit_code == 0 and "pixels[0]" in r.output and "worst status: ok" in r.output, r.output
+    for cmd in (["drift", str(dev1)], ["drift", str(digits.bundle), str(dev1)]):  # with or without the bundle
+        r = CliRunner().invoke(main, [*cmd, "--fail-on", "warn"])
+        assert r.exit_code == 0 and "pixels[0]" in r.output and "worst status: ok" in r.output, r.output
     r = CliRunner().invoke(main, ["drift", str(dev1), str(dev2), "--fail-on", "drift",
-                                  "--prometheus", str(tmp_path / "m.prom")])
+                                  "--prometheus", str(tmp_path / "m.prom"), "--html", str(tmp_path / "d.html")])
     assert r.exit_code == 3 and "skipped 1 truncated" in r.output and "dev2" in r.output, r.output
     assert "edgesmith_drift_score" in (tmp_path / "m.prom").read_text()
+    page = (tmp_path / "d.html").read_text()
+    from edgesmith.benchmarks.dashboard import drift_data
+
+    data = drift_data([json.loads(x) for x in dev1.read_text().splitlines()] + shifted)
+    assert [(g["device"], len(g["windows"]), g["worst"]) for g in data["groups"]] == [("dev1", 3, "ok"),
+                                                                                     ("dev2", 2, "drift")]
+    assert 'id="edgesmith-drift"' in page and "dev2" in page and "<script>" in page
     r = CliRunner().invoke(main, ["drift", "merge", str(dev1), str(dev2), "-o", str(tmp_path / "fleet.jsonl")])
     assert r.exit_code == 0 and "merged 5 report(s) from 2 device(s)" in r.output, r.output
     fleet, _ = read_reports(tmp_path / "fleet.jsonl")
