@@ -111,6 +111,9 @@ def main(quiet: bool = False, verbose: bool = False) -> None:
         from edgesmith.progress import filter_native_noise
 
         filter_native_noise()
+    from edgesmith.plugins import load_plugins
+
+    load_plugins()
 
 
 @main.command(short_help="Run a recipe: teacher to verified, benchmarked bundle.", epilog="""\b

@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, out_path = args
     spec: dict[str, Any] = {}
     try:
+        from edgesmith.plugins import load_plugins
+
+        load_plugins()  # a plugin's runtime is measured like a built-in one
         spec = json.loads(Path(spec_path).read_text())
         result = measure_spec(spec)
     except Exception as e:

@@ -60,6 +60,9 @@ def stages() -> Registry[StageSpec]:
         _loaded = True
         for module in BUILTIN:
             importlib.import_module(module)
+        from edgesmith.plugins import load_plugins
+
+        load_plugins()  # EDGESMITH_PLUGINS: techniques defined outside edgesmith
     return STAGES
 
 

@@ -360,6 +360,9 @@ def resolve_recipe_path(recipe: str | os.PathLike | None) -> Path:
 
 def load_recipe(recipe: str | os.PathLike | dict | None = None, overrides: list[str] | None = None) -> Recipe:
     """Load, override (``stages.distill.epochs=1``) and validate a recipe."""
+    from edgesmith.plugins import load_plugins
+
+    load_plugins()  # EDGESMITH_PLUGINS may add stage kinds, formats and runtimes a recipe names
     if isinstance(recipe, dict):
         raw, label = copy.deepcopy(recipe), "<recipe>"
     else:

@@ -1,92 +1,43 @@
-"""Adding a technique and an export format is registration only: this test
-declares a toy technique (weights rounded to a few decimals) and a toy format
-(full TorchScript, ``.ts``, with its own runtime) from inside the test, with no
-edit anywhere else, and runs both through a recipe: parsed, resumable, exported,
-parity-checked, benchmarked and bundled."""
+"""Adding a technique and an export format is registration only: a toy plugin
+(tests/toy_plugin.py: weights rounded to a few decimals, and full TorchScript ``.ts``
+files with their own runtime) registers on import, with no edit anywhere else, and
+runs through a recipe: parsed, resumable, exported, parity-checked, benchmarked (in
+the fresh-process worker, which imports it through EDGESMITH_PLUGINS) and bundled."""
 
 from __future__ import annotations
 
-import copy
-import json
-from dataclasses import dataclass
+import importlib
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import edgesmith
 from edgesmith.bundle import load_bundle
-from edgesmith.compress.stage import STAGES, register_stage, stages
-from edgesmith.conf.base import RecipeError, between, field
+from edgesmith.compress.stage import STAGES, stages
+from edgesmith.conf.base import RecipeError
 from edgesmith.conf.recipe import load_recipe
-from edgesmith.conf.stage import StageConfig
-from edgesmith.export import FORMATS, FormatSpec, register_format
-from edgesmith.export.base import ExportArtifact, Exporter
-from edgesmith.runtimes import RUNTIMES, Runtime, TensorSpec
-
-
-@dataclass
-class RoundConfig(StageConfig):
-    """Round every weight to ``decimals`` decimals (a toy technique)."""
-
-    kind = "round-weights"
-    decimals: int = field(default=2, metadata=between(0, 8))
-
-
-def round_weights(model: torch.nn.Module, config: RoundConfig) -> torch.nn.Module:
-    out = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in out.parameters():
-            p.copy_(torch.round(p, decimals=config.decimals))
-    return out
-
-
-class TorchScriptExporter(Exporter):
-    name = "toy-ts"
-
-    def export(self, model, example_inputs, task, out_dir: Path, config) -> ExportArtifact:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "model.ts"
-        traced = torch.jit.trace(model.eval().cpu(), tuple(example_inputs))
-        torch.jit.save(traced, str(path), _extra_files={"io.json": json.dumps(list(task.input_names))})
-        return ExportArtifact(self.name, "fp32", path, self.runtime, self.tolerances["fp32"], [path], {})
-
-
-class TorchScriptRuntime(Runtime):
-    name = "toy-jit"
-    suffixes = (".ts",)
-    extra = "core"
-    backend = "torch"
-
-    def _load(self) -> None:
-        torch_ = self.import_backend()
-        files = {"io.json": ""}
-        self.module = torch_.jit.load(str(self.path), _extra_files=files)
-        self._inputs = [TensorSpec(n, ["batch"], "float32") for n in json.loads(files["io.json"])]
-        self._outputs = [TensorSpec("logits", ["batch"], "float32")]
-
-    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [self.module(*(torch.from_numpy(inputs[s.name]) for s in self._inputs)).numpy()]
+from edgesmith.export import FORMATS
+from edgesmith.runtimes import RUNTIMES
 
 
 @pytest.fixture
 def registered(monkeypatch):
-    """The toy technique, format and runtime, registered for this test only."""
+    """The toy plugin (tests/toy_plugin.py) registered for this test only, in this process
+    and, through EDGESMITH_PLUGINS, in the fresh-process benchmark workers."""
     stages()  # the built-ins first
     items = {STAGES: dict(STAGES._items), FORMATS: dict(FORMATS._items), RUNTIMES: dict(RUNTIMES._items)}
-
-    @register_stage(RoundConfig)
-    def run_round(ctx, cfg, model, stage_dir):
-        return round_weights(model, cfg), {"decimals": cfg.decimals}
-
-    register_format(FormatSpec("toy-ts", ".ts", "toy-jit", TorchScriptExporter, nearest="onnx"))
-    RUNTIMES.register("toy-jit")(TorchScriptRuntime)
+    sys.modules.pop("toy_plugin", None)
+    importlib.import_module("toy_plugin")  # registers on import
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("EDGESMITH_PLUGINS", "toy_plugin")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
     yield
     for registry, before in items.items():
         monkeypatch.setattr(registry, "_items", before)
+    sys.modules.pop("toy_plugin", None)
 
 
 FAST = ["teacher.train.epochs=3", "stages=[{kind: distill, epochs: 3}, {kind: round-weights, decimals: 3}]",
