@@ -445,5 +445,15 @@ def drift(bundle: Path, input_: str, runtime: str | None, as_json: bool) -> None
                   + (f" (worst: {report['worst']})" if report["worst"] else ""))
 
 
+def _add_single_step_commands() -> None:
+    from edgesmith.commands import check, export_cmd, quantize
+
+    for cmd in (quantize, export_cmd, check):
+        main.add_command(cmd)
+
+
+_add_single_step_commands()
+
+
 if __name__ == "__main__":
     main()
