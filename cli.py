@@ -361,7 +361,12 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
 
     monitor = DriftMonitor(sample_rate=sample_rate, window=window, sink=telemetry) if telemetry else None
     with load_bundle(bundle, runtime, telemetry=monitor) as b:
-        out = np.asarray(b.predict(raw_inputs(input_, b.manifest)), dtype=np.float64)
+        raw = raw_inputs(input_, b.manifest)
+        from edgesmith.bundle.conventions import inverted_warnings
+
+        for warning in inverted_warnings(raw, b.manifest):
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        out = np.asarray(b.predict(raw), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
     if monitor is not None:
         monitor.flush()

@@ -80,6 +80,7 @@ class _Builder:
         if not self.exports:
             raise BundleError(f"{self.out}: no exported model file to bundle; list export.formats in the recipe")
         self.recipe_sha256 = atomic.sha256_json(runner.recipe.to_dict())
+        self.final, self.quantizer = final_weights(runner)
 
     # --------------------------------------------------------------- write
     def write(self, gate: bool) -> dict:
@@ -120,7 +121,9 @@ class _Builder:
                             "layout": e.get("layout") or ("NCHW" if task.kind == "classification" else None),
                             "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
                             "device": e.get("device") or "cpu",
-                            "parity": e["parity"]}
+                            "parity": e["parity"], "model": model_of(e, self.final, self.quantizer)}
+            if fmt == "tensorrt":  # label the engine as what it is: its precision, built and checked or not
+                formats[fmt].update(engine_label(e))
         preprocessing = PREPROCESSING[task.kind](ctx, tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
@@ -145,6 +148,7 @@ class _Builder:
             "preprocessing": preprocessing,
             "labels": self.ctx.raw["train"].classes,
             "formats": formats,
+            "one_model": one_model(formats),
             "checksums": checksums,
         }
 
@@ -207,6 +211,63 @@ class _Builder:
         return manifest
 
 
+def final_weights(runner: Any) -> tuple[str, tuple[str, str] | None]:
+    """The stage whose weights the run's exports start from (the last that changed
+    them; ``teacher`` if none) and the last ``quantize`` / ``qat`` stage as
+    ``(name, kind)``, or None."""
+    from edgesmith.pipeline.stages import STAGES
+
+    final, quantizer = "teacher", None
+    for step in runner.steps:
+        kind = step["kind"]
+        if kind in ("teacher", "export", "benchmark"):
+            continue
+        if kind in ("quantize", "qat"):
+            quantizer = (step["name"], kind)
+        elif kind in STAGES and not STAGES.get(kind).passes_model_on:
+            final = step["name"]
+    return final, quantizer
+
+
+def model_of(export: dict, final: str, quantizer: tuple[str, str] | None) -> dict:
+    """Which model a bundled file is and why: the weights it holds and how it was made.
+    A ``qat`` stage fine-tunes the weights, so its ONNX file holds other weights than
+    the files exported from the final fp32 model."""
+    precision, fmt = export.get("precision"), export["format"]
+    by = export.get("quantized_by")
+    if by and quantizer and by == quantizer[0] and quantizer[1] == "qat":
+        return {"weights": by, "from": final, "same_weights": False,
+                "how": f"the {by} stage's quantization-aware fine-tuning of the {final} weights, int8 QDQ ONNX "
+                       f"(QAT changes the weights, so this file is not the other files' model)"}
+    if by:
+        return {"weights": final, "same_weights": True,
+                "how": f"{precision} post-training quantization of the {final} weights by the {by} stage"}
+    if precision in ("int8", "int8-dynamic", "fp16") and fmt != "tensorrt":
+        return {"weights": final, "same_weights": True,
+                "how": f"{precision} of the {final} weights by the {fmt} exporter"
+                       + (" (pt2e post-training quantization, calibrated on the calibration split)"
+                          if precision == "int8" else "")}
+    return {"weights": final, "same_weights": True, "how": f"the {final} weights exported to {fmt} as they are"}
+
+
+def one_model(formats: dict) -> dict:
+    """Whether every file of the bundle holds the same weights; if not, which differ."""
+    other = sorted(f for f, e in formats.items() if not e["model"]["same_weights"])
+    return {"same_weights": not other, "differing_formats": other}
+
+
+def engine_label(export: dict) -> dict:
+    """A TensorRT entry as what it is: the engine's precision, and that parity was
+    checked on the fp32 ONNX file the engine is built from, not on the engine, unless
+    an engine was built here."""
+    engine = export.get("engine_precision") or export.get("precision")
+    built = bool(export.get("engine_built"))
+    return {"precision": engine, "onnx_precision": export.get("precision"), "engine_built": built,
+            "parity_checked_on": "the TensorRT engine" if built else
+            f"the {export.get('precision')} ONNX file the engine is built from (onnxruntime); the {engine} "
+            "engine itself was not built or checked here: run trtexec.sh on a GPU machine"}
+
+
 def _exports(runner: Any) -> list[dict]:
     import json
 
@@ -226,9 +287,12 @@ def _embedding_facts(builder: _Builder) -> dict:
 def _image_preprocessing(ctx: Any, tmp: Path) -> dict:
     c = ctx.image_shape[0]
     h, w = (int(d) for d in ctx.raw["train"].x.shape[-2:])
+    from edgesmith.bundle.conventions import image_conventions
+
     return {"kind": "image", "layout": "NCHW", "channels": c, "size": [h, w], "mean": ctx.task.mean,
             "std": ctx.task.std, "input_range": [0.0, 1.0], "uint8_scale": 1 / 255,
-            "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)"}
+            "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)",
+            "conventions": image_conventions(ctx.raw["train"].x, c)}
 
 
 def _text_preprocessing(ctx: Any, tmp: Path) -> dict:

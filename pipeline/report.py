@@ -97,7 +97,7 @@ def exports_table(summary: dict, width: int | None = None) -> Table:
             continue
         tol = p.get("tolerance") or {}
         none = p.get("max_abs_diff") is None  # the runtime refused the inputs: no numbers
-        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), ops_summary(e),
+        t.add_row(e["format"], precision_label(e), _mb(e["size_bytes"]), ops_summary(e),
                   "-" if none else f"{p['max_abs_diff']:.2e}",
                   "-" if none else f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
                   f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
@@ -110,6 +110,15 @@ def exports_table(summary: dict, width: int | None = None) -> Table:
 
         t.caption, t.caption_justify = escape("\n".join(notes)), "left"
     return t
+
+
+def precision_label(export: dict) -> str:
+    """An export's precision as what was made: a TensorRT entry is its engine's precision,
+    marked when the engine was not built (its parity is that of the fp32 ONNX file)."""
+    if export.get("format") == "tensorrt" and export.get("engine_precision"):
+        built = export.get("engine_built")
+        return f"{export['engine_precision']} engine" + ("" if built else f" (not built; parity: its {export['precision']} ONNX)")
+    return export.get("precision") or "-"
 
 
 _BACKENDS = {"XnnpackBackend": "XNNPACK", "TfLiteXNNPackDelegate": "XNNPACK"}
