@@ -368,6 +368,12 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
         out = np.asarray(b.predict(raw), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
+        head = b.manifest.get("head")
+        if head and meaning != "logits":  # a text bundle's task head: labels, not the embedding
+            from edgesmith.bundle.head import run_head
+
+            out = np.asarray(run_head(b.path, head, out), dtype=np.float64)
+            meaning, labels, used = "logits", head["labels"], used + " + head"
     if monitor is not None:
         monitor.flush()
         statuses = ", ".join(r["status"] for r in monitor.reports) or "none (nothing sampled)"

@@ -125,6 +125,7 @@ class _Builder:
             if fmt == "tensorrt":  # label the engine as what it is: its precision, built and checked or not
                 formats[fmt].update(engine_label(e))
         preprocessing = PREPROCESSING[task.kind](ctx, tmp)
+        head = self._head(tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
         inputs = task.prepare(example.inputs)
@@ -147,10 +148,29 @@ class _Builder:
             "outputs": [{**out_spec, "meaning": meaning, "description": description, **_embedding_facts(self)}],
             "preprocessing": preprocessing,
             "labels": self.ctx.raw["train"].classes,
+            **({"head": head} if head else {}),
             "formats": formats,
             "one_model": one_model(formats),
             "checksums": checksums,
         }
+
+    def _head(self, tmp: Path) -> dict | None:
+        """Ship the probe the run trained on the final model's embeddings (a text
+        run's task head) as ``head/model.onnx``; None without a probe."""
+        recipe = self.runner.recipe
+        if self.ctx.task.kind != "embedding" or recipe.probe is None:
+            return None
+        from edgesmith.bundle.head import head_onnx
+        from edgesmith.data import load_probe
+
+        clf = self.ctx.probe_head(self.model.eval().cpu(), self.final)
+        head_onnx(clf.coef_, clf.intercept_, tmp / "head" / "model.onnx", "sentence_embedding")
+        classes = load_probe(recipe.probe, recipe.seed)[0].classes or [str(c) for c in clf.classes_]
+        return {"path": "head/model.onnx", "input": "sentence_embedding", "output": "logits",
+                "labels": [classes[int(c)] if str(c).isdigit() and int(c) < len(classes) else str(c)
+                           for c in clf.classes_],
+                "how": f"logistic regression (C={recipe.probe.C}) on the {self.final} model's embeddings of "
+                       f"{recipe.probe.train} labelled texts of '{recipe.probe.source.name}' (the run's probe)"}
 
     def _check_formats(self, tmp: Path, manifest: dict) -> list[tuple[str, str]]:
         """Record each file's io and its raw-input parity; return the failures."""
