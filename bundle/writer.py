@@ -134,9 +134,7 @@ class _Builder:
 
         axes = task.dynamic_axes()
         out_spec = tensor_entry(task.output_names[0], output.shape, output.dtype, {0: "batch"})
-        checksums = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": atomic.sha256_file(p)}
-                     for p in sorted(tmp.rglob("*")) if p.is_file()]
-        return {
+        manifest = {
             "schema_version": SCHEMA_VERSION,
             "edgesmith": __version__,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -151,8 +149,12 @@ class _Builder:
             **({"head": head} if head else {}),
             "formats": formats,
             "one_model": one_model(formats),
-            "checksums": checksums,
         }
+        if "tflite" in formats:  # labels and normalisation inside the .tflite file too
+            _tflite_metadata(tmp / formats["tflite"]["path"], manifest, formats["tflite"])
+        manifest["checksums"] = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size,
+                                  "sha256": atomic.sha256_file(p)} for p in sorted(tmp.rglob("*")) if p.is_file()]
+        return manifest
 
     def _head(self, tmp: Path) -> dict | None:
         """Ship the probe the run trained on the final model's embeddings (a text
@@ -225,10 +227,32 @@ class _Builder:
                 or set(manifest.get("formats", {})) != {e["format"] for e in self.exports}:
             return None
         for e in self.exports:
+            before = (manifest["formats"][e["format"]].get("metadata") or {}).get("exported_sha256")
             for rel in e.get("files") or [e["path"]]:
-                if sums.get(f"{e['format']}/{Path(rel).name}") != atomic.sha256_file(self.out / rel):
+                bundled = f"{e['format']}/{Path(rel).name}"
+                expected = before if before and bundled == manifest["formats"][e["format"]]["path"] else sums.get(bundled)
+                if expected != atomic.sha256_file(self.out / rel):
                     return None
         return manifest
+
+
+def _tflite_metadata(path: Path, manifest: dict, entry: dict) -> None:
+    """Write the manifest's labels and preprocessing into the .tflite file (recorded in
+    ``entry["metadata"]``; a failure leaves the file as it was and says why)."""
+    from edgesmith.bundle.tflite_metadata import MAX_BYTES, NAME, bundle_metadata, write_tflite_metadata
+
+    if path.stat().st_size > MAX_BYTES:
+        entry["metadata"] = {"written": False, "reason": "file over 1 GB"}
+        return
+    exported = atomic.sha256_file(path)
+    try:
+        write_tflite_metadata(path, bundle_metadata(manifest))
+    except Exception as e:  # noqa: BLE001 - metadata is a convenience: the file stays usable without it
+        entry["metadata"] = {"written": False, "reason": f"{type(e).__name__}: {e}"}
+        return
+    entry["metadata"] = {"written": True, "name": NAME, "format": "JSON in the TFLite metadata table",
+                         "exported_sha256": exported}  # the exported file's hash, before: for reuse
+    entry["size_bytes"] = path.stat().st_size
 
 
 def final_weights(runner: Any) -> tuple[str, tuple[str, str] | None]:

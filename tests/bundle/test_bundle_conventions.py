@@ -98,3 +98,41 @@ def test_conventions_and_the_inverted_input_warning(tmp_path: Path):
     np.save(tmp_path / "ok.npy", 255 - white_paper)
     res = CliRunner().invoke(main, ["predict", str(bundle), str(tmp_path / "ok.npy")])
     assert res.exit_code == 0 and "inverted" not in res.stderr
+
+
+def test_tflite_metadata_round_trip_leaves_the_graph_alone(tmp_path: Path):
+    """A real TFLite file (litert-torch) gets the manifest's labels and normalisation in
+    its metadata table and computes exactly what it did before."""
+    import pytest
+
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from edgesmith.bundle.tflite_metadata import (
+        bundle_metadata,
+        read_tflite_metadata,
+        write_tflite_metadata,
+    )
+    from edgesmith.conf.recipe import ExportConfig
+    from edgesmith.export import get_exporter
+    from edgesmith.models.cnn import ConvNet
+    from edgesmith.models.tasks import ClassificationTask
+    from edgesmith.runtimes import load
+
+    torch.manual_seed(0)
+    model = ConvNet(num_classes=10, in_channels=1, image_size=8, widths=[4, 8], pools=[True, True], hidden=16).eval()
+    art = get_exporter("tflite")().export(model, (torch.randn(1, 1, 8, 8),), ClassificationTask(mean=[0.3], std=[0.4]),
+                                          tmp_path / "tfl", ExportConfig())
+    x = {"pixel_values": np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)}
+    with load(art.path) as rt:
+        before = rt.run(x)[0]
+    manifest = {"edgesmith": "0.1.0", "task": "classification", "labels": [str(i) for i in range(10)],
+                "preprocessing": {"kind": "image", "mean": [0.3], "std": [0.4], "tokenizer": "never written",
+                                  "conventions": image_conventions(np.zeros((2, 8, 8)), 1)}}
+    assert read_tflite_metadata(art.path) is None
+    write_tflite_metadata(art.path, bundle_metadata(manifest))
+    meta = read_tflite_metadata(art.path)
+    assert meta["labels"][7] == "7" and meta["preprocessing"]["mean"] == [0.3] and "tokenizer" not in meta["preprocessing"]
+    assert meta["preprocessing"]["conventions"]["polarity"] == "light-on-dark"
+    with load(art.path) as rt:
+        np.testing.assert_array_equal(rt.run(x)[0], before)
