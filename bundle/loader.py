@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgesmith.bundle.manifest import MANIFEST, SCHEMA_VERSION, pick_format, read_manifest, safe_path, verify_file  # noqa: F401
+from edgesmith.bundle.manifest import (  # noqa: F401
+    MANIFEST,
+    SCHEMA_VERSION,
+    pick_format,
+    read_manifest,
+    safe_path,
+    verify_file,
+)
 from edgesmith.errors import BundleError, DataError, EdgesmithError
 from edgesmith.registry import Registry
 from edgesmith.runtimes.base import Runtime

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith import __version__, atomic
+from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 from edgesmith.errors import BundleError, EdgesmithError, ParityError
 from edgesmith.progress import log
-from edgesmith.bundle.loader import MANIFEST, SCHEMA_VERSION, Bundle, pick_format, read_manifest
 
 OUTPUT_MEANINGS = {
     "classification": ("logits", "unnormalised class scores, one per label; softmax gives probabilities"),
@@ -239,7 +239,12 @@ class _Builder:
 def _tflite_metadata(path: Path, manifest: dict, entry: dict) -> None:
     """Write the manifest's labels and preprocessing into the .tflite file (recorded in
     ``entry["metadata"]``; a failure leaves the file as it was and says why)."""
-    from edgesmith.bundle.tflite_metadata import MAX_BYTES, NAME, bundle_metadata, write_tflite_metadata
+    from edgesmith.bundle.tflite_metadata import (
+        MAX_BYTES,
+        NAME,
+        bundle_metadata,
+        write_tflite_metadata,
+    )
 
     if path.stat().st_size > MAX_BYTES:
         entry["metadata"] = {"written": False, "reason": "file over 1 GB"}
