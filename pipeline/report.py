@@ -23,6 +23,30 @@ def _params(n: int | None) -> str:
     return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
 
 
+def stage_result_line(info: dict) -> str:
+    """The one line a finished step prints (a log without a TTY shows what each stage did).
+
+    Example:
+        >>> stage_result_line({"name": "distill", "seconds": 397.1, "params": 3712,
+        ...                    "metrics": {"accuracy": 0.9889, "teacher_agreement": 0.9889}})
+        '  distill: done in 397 s; 3.7 k params, accuracy 98.89%, teacher agreement 98.89%'
+    """
+    m = info.get("metrics") or {}
+    parts = [f"{_params(info['params'])} params"] if info.get("params") else []
+    for key, label in (("accuracy", "accuracy"), ("teacher_agreement", "teacher agreement")):
+        if m.get(key) is not None:
+            parts.append(f"{label} {_pct(m[key])}")
+    if m.get("cosine_to_teacher") is not None:
+        parts.append(f"cosine to teacher {m['cosine_to_teacher']:.4f}")
+    if info.get("exports") is not None:
+        ok = sum(1 for e in info["exports"] if not e.get("error") and (e.get("parity") or {}).get("passed"))
+        parts.append(f"{ok}/{len(info['exports'])} exports passed parity")
+    if info.get("benchmarks") is not None:
+        parts.append(f"{sum(1 for b in info['benchmarks'] if b.get('latency_ms'))}/{len(info['benchmarks'])} "
+                     "measurements")
+    return f"  {info.get('name')}: done in {info.get('seconds') or 0:.0f} s" + ("; " + ", ".join(parts) if parts else "")
+
+
 def size_change(ratio: float) -> str:
     """``fp32 size / new size`` as words: ``2.17x smaller`` or, marked, ``2.20x larger``.
 

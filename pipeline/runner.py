@@ -20,6 +20,7 @@ from edgesmith.errors import UserError
 from edgesmith.models import count_params
 from edgesmith.models.io import load_weights, save_weights
 from edgesmith.pipeline.context import RunContext
+from edgesmith.pipeline.report import stage_result_line
 from edgesmith.progress import log
 
 SUMMARY_SCHEMA = 1
@@ -108,6 +109,7 @@ class Runner:
                         info.setdefault("params", count_params(model))
                     atomic.write_json(tmp / "stage.json", info)
                 info = json.loads((step["dir"] / "stage.json").read_text())
+                log(stage_result_line(info))
             infos.append(info)
             self._infos = infos
             prev_key = key
