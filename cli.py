@@ -370,8 +370,19 @@ def predict(bundle: Path, input_: str, runtime: str | None, top_k: int, as_json:
         raise DataError("--sample-rate nan: must be a number in [0, 1]")
     monitor = DriftMonitor(sample_rate=sample_rate, window=window, sink=telemetry) if telemetry else None
     with load_bundle(bundle, runtime, telemetry=monitor) as b:
-        out = np.asarray(b.predict(raw_inputs(input_, b.manifest, text=as_text)), dtype=np.float64)
+        raw = raw_inputs(input_, b.manifest, text=as_text)
+        from edgesmith.bundle.conventions import inverted_warnings
+
+        for warning in inverted_warnings(raw, b.manifest):
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        out = np.asarray(b.predict(raw), dtype=np.float64)
         meaning, labels, used = b.manifest["outputs"][0]["meaning"], b.labels, f"{b.format} on {b.runtime.name}"
+        head = b.manifest.get("head")
+        if head and meaning != "logits":  # a text bundle's task head: labels, not the embedding
+            from edgesmith.bundle.head import run_head
+
+            out = np.asarray(run_head(b.path, head, out), dtype=np.float64)
+            meaning, labels, used = "logits", head["labels"], used + " + head"
     if monitor is not None:
         monitor.flush()
         statuses = ", ".join(r["status"] for r in monitor.reports) or "none (nothing sampled)"
@@ -502,6 +513,16 @@ def demo(bundle: Path, port: int, no_open: bool, telemetry: Path | None) -> None
     from edgesmith.bundle.demo import serve
 
     serve(bundle, port=port, open_browser=not no_open, telemetry=telemetry)
+
+
+def _add_single_step_commands() -> None:
+    from edgesmith.commands import check, export_cmd, quantize
+
+    for cmd in (quantize, export_cmd, check):
+        main.add_command(cmd)
+
+
+_add_single_step_commands()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ their recorded size and sha256.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -59,11 +60,14 @@ class ImageInputs:
     @staticmethod
     def describe(ctx: Any, folder: Path) -> dict:
         """The manifest's ``preprocessing`` entry for a run's image model."""
+        from edgesmith.bundle.conventions import image_conventions
+
         c = ctx.image_shape[0]
         h, w = (int(d) for d in ctx.raw["train"].x.shape[-2:])
         return {"kind": "image", "layout": "NCHW", "channels": c, "size": [h, w], "mean": ctx.task.mean,
                 "std": ctx.task.std, "input_range": [0.0, 1.0], "uint8_scale": 1 / 255,
-                "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)"}
+                "formula": "(x - mean[c]) / std[c], x in [0, 1] (uint8 * uint8_scale)",
+                "conventions": image_conventions(ctx.raw["train"].x, c)}
 
     def __init__(self, spec: dict, input_names: list[str], root: Path, static: dict | None = None):
         self.name = input_names[0]
@@ -132,15 +136,17 @@ class TextInputs:
                 "padding": "longest in the batch, or a static-shape file's sequence length"}
 
     def __init__(self, spec: dict, input_names: list[str], root: Path, static: dict | None = None):
-        from edgesmith.runtimes.base import require
-
-        transformers = require("transformers", "hf", "text bundles")
         folder = safe_path(root, spec["tokenizer"], root / MANIFEST)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.max_length = int(spec["max_length"])
         self.names = list(input_names)
         seq = [s[1] for s in (static or {}).values() if len(s) == 2]
         self.pad_to = int(seq[0]) if seq else None
+        self.fast = _fast_tokenizer(folder)  # `tokenizers` alone: no transformers import (seconds)
+        if self.fast is None:
+            from edgesmith.runtimes.base import require
+
+            transformers = require("transformers", "hf", "text bundles")
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
     def lengths(self, texts: list[str]) -> np.ndarray:
         """Tokens per text after truncation (special tokens included)."""
@@ -148,6 +154,14 @@ class TextInputs:
 
     def __call__(self, raw: Any) -> dict[str, np.ndarray]:
         texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
+        if self.fast is not None:
+            tok, pad_id, pad_token = self.fast
+            tok.enable_truncation(self.pad_to or self.max_length)
+            tok.enable_padding(pad_id=pad_id, pad_token=pad_token, length=self.pad_to)
+            enc = tok.encode_batch(texts)
+            arrays = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
+                      "token_type_ids": [e.type_ids for e in enc]}
+            return {n: np.asarray(arrays[n], dtype=np.int64) for n in self.names}
         padding = "max_length" if self.pad_to else "longest"
         enc = self.tokenizer(texts, padding=padding, truncation=True,
                              max_length=self.pad_to or self.max_length, return_tensors="np")
@@ -161,6 +175,25 @@ def preprocessing_for(task_kind: str) -> type:
             return cls
     raise BundleError(f"no bundle preprocessing for a {task_kind} model; known: "
                       f"{', '.join(cls.task_kind for _, cls in PREPROCESSING.items())}")
+def _fast_tokenizer(folder: Path) -> tuple[Any, int, str] | None:
+    """``(tokenizers.Tokenizer, pad id, pad token)`` from a saved tokenizer's
+    ``tokenizer.json``, or None (no such file, or no ``tokenizers`` package)."""
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    pad = "[PAD]"
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        f = folder / name
+        if f.is_file():
+            value = json.loads(f.read_text()).get("pad_token")
+            pad = (value.get("content") if isinstance(value, dict) else value) or pad
+            break
+    pad_id = tok.token_to_id(pad)
+    return tok, 0 if pad_id is None else pad_id, pad
 
 
 # ------------------------------------------------------------------- bundle

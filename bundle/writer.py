@@ -96,6 +96,7 @@ class _Builder:
             if c["shipped"] == "fp32" or c["forced"]:
                 log(f"  [yellow]bundle: {fmt}: {c['reason']}[/yellow]")
         self.recipe_sha256 = atomic.sha256_json(runner.recipe.to_dict())
+        self.final, self.quantizer = final_weights(runner)
 
     # --------------------------------------------------------------- write
     def write(self, gate: bool) -> dict:
@@ -135,9 +136,12 @@ class _Builder:
                             "layout": e.get("layout") or ("NCHW" if task.kind == "classification" else None),
                             "static_shapes": e.get("static_shapes"), "max_batch": bounds.get("batch"),
                             "device": e.get("device") or "cpu",
-                            "parity": e["parity"],
+                            "parity": e["parity"], "model": model_of(e, self.final, self.quantizer),
                             **({"speed_choice": self.choices[fmt]} if fmt in self.choices else {})}
+            if fmt == "tensorrt":  # label the engine as what it is: its precision, built and checked or not
+                formats[fmt].update(engine_label(e))
         preprocessing = preprocessing_for(task.kind).describe(ctx, tmp)
+        head = self._head(tmp)
         meaning, description = OUTPUT_MEANINGS[task.kind]
         example = ctx.tensors["eval"].take(slice(0, 1))
         inputs = task.prepare(example.inputs)
@@ -146,9 +150,7 @@ class _Builder:
 
         axes = task.dynamic_axes()
         out_spec = tensor_entry(task.output_names[0], output.shape, output.dtype, {0: "batch"})
-        checksums = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": atomic.sha256_file(p)}
-                     for p in sorted(tmp.rglob("*")) if p.is_file()]
-        return {
+        manifest = {
             "schema_version": SCHEMA_VERSION,
             "edgesmith": __version__,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -160,10 +162,34 @@ class _Builder:
             "outputs": [{**out_spec, "meaning": meaning, "description": description, **_embedding_facts(self)}],
             "preprocessing": preprocessing,
             "labels": self.ctx.raw["train"].classes,
+            **({"head": head} if head else {}),
             "formats": formats,
             "fidelity": fidelity(self.runner),
-            "checksums": checksums,
+            "one_model": one_model(formats),
         }
+        if "tflite" in formats:  # labels and normalisation inside the .tflite file too
+            _tflite_metadata(tmp / formats["tflite"]["path"], manifest, formats["tflite"])
+        manifest["checksums"] = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size,
+                                  "sha256": atomic.sha256_file(p)} for p in sorted(tmp.rglob("*")) if p.is_file()]
+        return manifest
+
+    def _head(self, tmp: Path) -> dict | None:
+        """Ship the probe the run trained on the final model's embeddings (a text
+        run's task head) as ``head/model.onnx``; None without a probe."""
+        recipe = self.runner.recipe
+        if self.ctx.task.kind != "embedding" or recipe.probe is None:
+            return None
+        from edgesmith.bundle.head import head_onnx
+        from edgesmith.data import load_probe
+
+        clf = self.ctx.probe_head(self.model.eval().cpu(), self.final)
+        head_onnx(clf.coef_, clf.intercept_, tmp / "head" / "model.onnx", "sentence_embedding")
+        classes = load_probe(recipe.probe, recipe.seed)[0].classes or [str(c) for c in clf.classes_]
+        return {"path": "head/model.onnx", "input": "sentence_embedding", "output": "logits",
+                "labels": [classes[int(c)] if str(c).isdigit() and int(c) < len(classes) else str(c)
+                           for c in clf.classes_],
+                "how": f"logistic regression (C={recipe.probe.C}) on the {self.final} model's embeddings of "
+                       f"{recipe.probe.train} labelled texts of '{recipe.probe.source.name}' (the run's probe)"}
 
     def _check_formats(self, tmp: Path, manifest: dict) -> list[tuple[str, str]]:
         """Record each file's io and its raw-input parity; return the failures."""
@@ -220,8 +246,11 @@ class _Builder:
                 != self.choices:
             return None
         for e in self.exports:
+            before = (manifest["formats"][e["format"]].get("metadata") or {}).get("exported_sha256")
             for rel in e.get("files") or [e["path"]]:
-                if sums.get(f"{e['format']}/{Path(rel).name}") != atomic.sha256_file(self.out / rel):
+                bundled = f"{e['format']}/{Path(rel).name}"
+                expected = before if before and bundled == manifest["formats"][e["format"]]["path"] else sums.get(bundled)
+                if expected != atomic.sha256_file(self.out / rel):
                     return None
         return manifest
 
@@ -230,6 +259,85 @@ def _benchmark(runner: Any) -> dict:
     """The benchmark step's info (results and measured fp32 parents), or {} when it has not run."""
     bench = runner.result("benchmark")
     return bench.info if bench is not None else {}
+def _tflite_metadata(path: Path, manifest: dict, entry: dict) -> None:
+    """Write the manifest's labels and preprocessing into the .tflite file (recorded in
+    ``entry["metadata"]``; a failure leaves the file as it was and says why)."""
+    from edgesmith.bundle.tflite_metadata import (
+        MAX_BYTES,
+        NAME,
+        bundle_metadata,
+        write_tflite_metadata,
+    )
+
+    if path.stat().st_size > MAX_BYTES:
+        entry["metadata"] = {"written": False, "reason": "file over 1 GB"}
+        return
+    exported = atomic.sha256_file(path)
+    try:
+        write_tflite_metadata(path, bundle_metadata(manifest))
+    except Exception as e:  # noqa: BLE001 - metadata is a convenience: the file stays usable without it
+        entry["metadata"] = {"written": False, "reason": f"{type(e).__name__}: {e}"}
+        return
+    entry["metadata"] = {"written": True, "name": NAME, "format": "JSON in the TFLite metadata table",
+                         "exported_sha256": exported}  # the exported file's hash, before: for reuse
+    entry["size_bytes"] = path.stat().st_size
+
+
+def final_weights(runner: Any) -> tuple[str, tuple[str, str] | None]:
+    """The stage whose weights the run's exports start from (the last that changed
+    them; ``teacher`` if none) and the last ``quantize`` / ``qat`` stage as
+    ``(name, kind)``, or None."""
+    from edgesmith.compress.stage import stages
+
+    registry, final, quantizer = stages(), "teacher", None
+    for step in runner.steps:
+        if not step.is_stage:
+            continue
+        spec = registry.get(step.kind)
+        if not spec.weights:
+            quantizer = (step.name, step.kind)
+        elif not spec.passes_model_on:
+            final = step.name
+    return final, quantizer
+
+
+def model_of(export: dict, final: str, quantizer: tuple[str, str] | None) -> dict:
+    """Which model a bundled file is and why: the weights it holds and how it was made.
+    A ``qat`` stage fine-tunes the weights, so its ONNX file holds other weights than
+    the files exported from the final fp32 model."""
+    precision, fmt = export.get("precision"), export["format"]
+    by = export.get("quantized_by")
+    if by and quantizer and by == quantizer[0] and quantizer[1] == "qat":
+        return {"weights": by, "from": final, "same_weights": False,
+                "how": f"the {by} stage's quantization-aware fine-tuning of the {final} weights, int8 QDQ ONNX "
+                       f"(QAT changes the weights, so this file is not the other files' model)"}
+    if by:
+        return {"weights": final, "same_weights": True,
+                "how": f"{precision} post-training quantization of the {final} weights by the {by} stage"}
+    if precision in ("int8", "int8-dynamic", "fp16") and fmt != "tensorrt":
+        return {"weights": final, "same_weights": True,
+                "how": f"{precision} of the {final} weights by the {fmt} exporter"
+                       + (" (pt2e post-training quantization, calibrated on the calibration split)"
+                          if precision == "int8" else "")}
+    return {"weights": final, "same_weights": True, "how": f"the {final} weights exported to {fmt} as they are"}
+
+
+def one_model(formats: dict) -> dict:
+    """Whether every file of the bundle holds the same weights; if not, which differ."""
+    other = sorted(f for f, e in formats.items() if not e["model"]["same_weights"])
+    return {"same_weights": not other, "differing_formats": other}
+
+
+def engine_label(export: dict) -> dict:
+    """A TensorRT entry as what it is: the engine's precision, and that parity was
+    checked on the fp32 ONNX file the engine is built from, not on the engine, unless
+    an engine was built here."""
+    engine = export.get("engine_precision") or export.get("precision")
+    built = bool(export.get("engine_built"))
+    return {"precision": engine, "onnx_precision": export.get("precision"), "engine_built": built,
+            "parity_checked_on": "the TensorRT engine" if built else
+            f"the {export.get('precision')} ONNX file the engine is built from (onnxruntime); the {engine} "
+            "engine itself was not built or checked here: run trtexec.sh on a GPU machine"}
 
 
 def _exports(runner: Any) -> list[dict]:

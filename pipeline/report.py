@@ -23,6 +23,30 @@ def _params(n: int | None) -> str:
     return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
 
 
+def stage_result_line(info: dict) -> str:
+    """The one line a finished step prints (a log without a TTY shows what each stage did).
+
+    Example:
+        >>> stage_result_line({"name": "distill", "seconds": 397.1, "params": 3712,
+        ...                    "metrics": {"accuracy": 0.9889, "teacher_agreement": 0.9889}})
+        '  distill: done in 397 s; 3.7 k params, accuracy 98.89%, teacher agreement 98.89%'
+    """
+    m = info.get("metrics") or {}
+    parts = [f"{_params(info['params'])} params"] if info.get("params") else []
+    for key, label in (("accuracy", "accuracy"), ("teacher_agreement", "teacher agreement")):
+        if m.get(key) is not None:
+            parts.append(f"{label} {_pct(m[key])}")
+    if m.get("cosine_to_teacher") is not None:
+        parts.append(f"cosine to teacher {m['cosine_to_teacher']:.4f}")
+    if info.get("exports") is not None:
+        ok = sum(1 for e in info["exports"] if not e.get("error") and (e.get("parity") or {}).get("passed"))
+        parts.append(f"{ok}/{len(info['exports'])} exports passed parity")
+    if info.get("benchmarks") is not None:
+        parts.append(f"{sum(1 for b in info['benchmarks'] if b.get('latency_ms'))}/{len(info['benchmarks'])} "
+                     "measurements")
+    return f"  {info.get('name')}: done in {info.get('seconds') or 0:.0f} s" + ("; " + ", ".join(parts) if parts else "")
+
+
 def _p50(v: float) -> str:
     return f"{v:.3f} ms" if v < 10 else f"{v:.2f} ms"  # three digits even for a tiny model's 0.013 ms
 
@@ -103,7 +127,7 @@ def exports_table(summary: dict, width: int | None = None) -> Table:
             continue
         tol = p.get("tolerance") or {}
         none = p.get("max_abs_diff") is None  # the runtime refused the inputs: no numbers
-        t.add_row(e["format"], e["precision"], _mb(e["size_bytes"]), ops_summary(e),
+        t.add_row(e["format"], precision_label(e), _mb(e["size_bytes"]), ops_summary(e),
                   "-" if none else f"{p['max_abs_diff']:.2e}",
                   "-" if none else f"{p['cosine']:.6f}", "-" if p.get("agreement") is None else _pct(p["agreement"]),
                   f"atol {tol.get('atol')}", "[green]passed[/green]" if p["passed"] else f"[red]failed: {p.get('reason')}[/red]")
@@ -116,6 +140,15 @@ def exports_table(summary: dict, width: int | None = None) -> Table:
 
         t.caption, t.caption_justify = escape("\n".join(notes)), "left"
     return t
+
+
+def precision_label(export: dict) -> str:
+    """An export's precision as what was made: a TensorRT entry is its engine's precision,
+    marked when the engine was not built (its parity is that of the fp32 ONNX file)."""
+    if export.get("format") == "tensorrt" and export.get("engine_precision"):
+        built = export.get("engine_built")
+        return f"{export['engine_precision']} engine" + ("" if built else f" (not built; parity: its {export['precision']} ONNX)")
+    return export.get("precision") or "-"
 
 
 _BACKENDS = {"XnnpackBackend": "XNNPACK", "TfLiteXNNPackDelegate": "XNNPACK"}

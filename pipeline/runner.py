@@ -33,6 +33,7 @@ from edgesmith.pipeline.plan import (
     build_plan,
     final_stage,
 )
+from edgesmith.pipeline.report import stage_result_line
 from edgesmith.progress import log
 
 SUMMARY_SCHEMA = 1
@@ -106,6 +107,7 @@ class Runner:
                 log(f"[bold cyan]{step.dir.name}[/bold cyan]")
                 model, info = self._run_step(step, key, model)
                 self.results[step.name] = StepResult(step, model, info)
+                log(stage_result_line(info))
             prev_key = key
             if step.kind == EXPORT:
                 step_impl.raise_on_failed_parity(self, info)

@@ -108,7 +108,7 @@ def objective_value(obj, m: dict) -> float | None:
 
 def evaluate(runner, summary: dict, cfg, queues: dict, label: str) -> tuple[dict, list[dict]]:
     """Measure the run's final file once per (target, runtime) the objectives name."""
-    from edgesmith.export import FORMAT_FOR_RUNTIME
+    from edgesmith.export import format_for_runtime
 
     exports = {e["format"]: e for e in summary.get("exports") or []}
     model = None
@@ -117,7 +117,7 @@ def evaluate(runner, summary: dict, cfg, queues: dict, label: str) -> tuple[dict
     for obj in cfg.objectives:
         where = (obj.target, obj.runtime)
         if where not in measured:
-            e = exports.get(FORMAT_FOR_RUNTIME.get(obj.runtime))
+            e = exports.get(format_for_runtime(obj.runtime))
             if not e or not e.get("path"):
                 raise EdgesmithError(f"{label}: no {obj.runtime} file was exported"
                                      f"{': ' + e['error'] if e and e.get('error') else ''}")
@@ -154,12 +154,12 @@ def run_trial(run_dir: Path, number: int, base: dict, params: dict, cfg, queues:
 def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[str] = ()) -> list[dict]:
     """The points a user would pick instead, measured on the search's targets: the fp32
     teacher and its plain dynamic int8 (onnxruntime objectives), and every ``files``."""
-    from edgesmith.export import FORMAT_FOR_RUNTIME
+    from edgesmith.export import format_for_runtime
 
     raw = trial_recipe(base, {})
     raw["stages"] = []  # the teacher is the final model: its export is the fp32 teacher file
     pairs = sorted({(o.target, o.runtime) for o in cfg.objectives})
-    raw.setdefault("export", {})["formats"] = sorted({FORMAT_FOR_RUNTIME[r] for _, r in pairs})
+    raw.setdefault("export", {})["formats"] = sorted({format_for_runtime(r) for _, r in pairs})
     raw["export"]["precision"] = {}
     out = run_dir / "references"
     runner, summary, _, _ = run_pipeline(raw, out, cache, queues, "references", cfg.train_threads)
@@ -178,7 +178,7 @@ def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[
         rows.append({"name": name, "reference": True, "values": values, "measurements": [m], "error": m["error"]})
 
     for target, runtime in pairs:
-        e = exports.get(FORMAT_FOR_RUNTIME[runtime]) or {}
+        e = exports.get(format_for_runtime(runtime)) or {}
         fp32 = runner.out / e["path"] if e.get("path") else None
         point(f"teacher-fp32 [{target}/{runtime}]", fp32, runtime, target, e.get("static_shapes"), e.get("error"))
         if runtime == "onnxruntime" and fp32 is not None:
@@ -192,7 +192,7 @@ def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[
 
 def _dynamic_int8(fp32: Path, dest: Path) -> tuple[Path | None, str | None]:
     """onnxruntime's plain dynamic int8 of ``fp32`` (weights int8, activations at run time)."""
-    from edgesmith.export.quantize_onnx import OnnxQuantConfig, quantize_onnx
+    from edgesmith.compress.quantize.ort import OnnxQuantConfig, quantize_onnx
 
     if dest.is_file():
         return dest, None

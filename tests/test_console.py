@@ -92,3 +92,18 @@ def test_native_noise_is_dropped_unless_verbose():
             "os.write(2, b'error: a real problem\\n')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "True" and proc.stderr == "error: a real problem\n", proc.stderr
+
+
+def test_each_finished_stage_prints_a_result_line():
+    from edgesmith.pipeline.report import stage_result_line
+
+    assert stage_result_line({"name": "distill", "seconds": 397.1, "params": 3712,
+                              "metrics": {"accuracy": 0.9889, "teacher_agreement": 0.9889}}) == (
+        "  distill: done in 397 s; 3.7 k params, accuracy 98.89%, teacher agreement 98.89%")
+    export = {"name": "export", "seconds": 87, "exports": [{"parity": {"passed": True}}, {"error": "no litert"}]}
+    assert stage_result_line(export) == "  export: done in 87 s; 1/2 exports passed parity"
+    import inspect
+
+    from edgesmith.pipeline import runner
+
+    assert "log(stage_result_line(info))" in inspect.getsource(runner.Runner.run)

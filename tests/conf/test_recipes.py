@@ -93,7 +93,7 @@ BAD = {
                               "export.precision.tensorrt: set the engine's precision with export.tensorrt_precision"),
     "unknown runtime": (_mut(("benchmark.runtimes", ["tensorflow"])), "benchmark.runtimes[0]: unknown runtime 'tensorflow'"),
     "zero threads": (_mut(("benchmark.threads", 0)), "benchmark.threads: must be >= 1, got 0"),
-    "bad target": (_mut(("benchmark.targets", ["tpu"])), "benchmark.targets[0]: must be one of 'cpu', 'cuda'"),
+    "bad target": (_mut(("benchmark.targets", ["tpu"])), "benchmark.targets[0]: unknown target; use cpu, cuda, ssh://user@host[:port], adb"),
     "bad factory": (_mut(("teacher.source", "factory"), ("teacher.factory", "nocolon")), "teacher.factory: must look like"),
     "duplicate stage name": (lambda d: {**d, "stages": d["stages"][:1] * 2}, "stages[1].name: stage name 'distill' is used twice"),
     "teacher epochs zero": (_mut(("teacher.train.epochs", 0)), "teacher.train.epochs: must be >= 1, got 0"),

@@ -118,8 +118,8 @@ def test_show_and_export_recipe(search_run, tmp_path):
     # the exported recipe is the trial: its stage keys are the trial's, so `edgesmith run` reproduces it
     trial_dir = out / "trials" / f"{n:04d}"
     for step, key in step_keys(Runner(r, trial_dir)):
-        if step["kind"] != "benchmark":
-            assert json.loads((step["dir"] / "stage.json").read_text())["key"] == key
+        if step.kind != "benchmark":
+            assert json.loads((step.dir / "stage.json").read_text())["key"] == key
 
 
 def test_resume_adds_trials_and_retries_a_cut_off_one(search_copy):
