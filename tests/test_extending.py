@@ -36,7 +36,7 @@ def registered(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
     yield
     for registry, before in items.items():
-        monkeypatch.setattr(registry, "_items", before)
+        registry._items = before  # not monkeypatch: its undo would put the mutated dict back
     sys.modules.pop("toy_plugin", None)
 
 
