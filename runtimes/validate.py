@@ -20,6 +20,7 @@ import hashlib
 import os
 import struct
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -108,7 +109,7 @@ def check_container(path: str | os.PathLike) -> None:
 
 
 def probe_in_child(path: str | os.PathLike, runtime: str, load: Callable[[], object],
-                   timeout: float = 120.0) -> None:
+                   timeout: float = 30.0) -> None:
     """Run ``load`` in a forked child first; raise :class:`EdgesmithError` when the child
     dies of a signal (the runtime aborted on the file). An ordinary exception in the
     child is left for the caller's own load to raise. A file that loaded safely once
@@ -120,7 +121,10 @@ def probe_in_child(path: str | os.PathLike, runtime: str, load: Callable[[], obj
     key = (runtime, hashlib.sha256(path.read_bytes()).hexdigest())
     if key in _probed:
         return
-    pid = os.fork()
+    with warnings.catch_warnings():  # the child only loads one file and exits; it never touches other threads' state
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: load, report by exit status only
         code = 3
         try:
