@@ -1,0 +1,1 @@
+"""Studies that run the whole pipeline (``python -m edgesmith.benchmarks.studies.NAME``)."""
