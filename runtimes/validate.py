@@ -155,6 +155,9 @@ def probe_in_child(path: str | os.PathLike, runtime: str, load: Callable[[], obj
     if pid == 0:  # child: load, report by exit status only
         code = 3
         try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is reported by the parent in one line, not as a dump
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the runtime's crash noise stays out of the terminal
             load()
             code = 0
