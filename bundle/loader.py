@@ -330,6 +330,13 @@ def _is_file(arg: str) -> bool:
         return False
 
 
+def _is_dir(arg: str) -> bool:
+    try:
+        return Path(arg).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def _looks_like_path(arg: str) -> bool:
     return "/" in arg or "\\" in arg or (" " not in arg and PurePosixPath(arg).suffix.lower() in
                                            (".txt", ".npy", ".npz", ".csv", ".jsonl", ".json", *IMAGE_SUFFIXES))
@@ -350,7 +357,7 @@ def raw_inputs(arg: str, manifest: dict, text: bool = False):
     is_text = manifest["preprocessing"]["kind"] == "text"
     if text and not is_text:
         raise DataError("--text: this bundle takes images; pass an image, .npy or .npz file")
-    if text or (is_text and not _is_file(arg) and not _looks_like_path(arg) and not Path(arg).is_dir()):
+    if text or (is_text and not _is_file(arg) and not _looks_like_path(arg) and not _is_dir(arg)):
         if len(arg) > MAX_TEXT_CHARS:
             raise DataError(f"INPUT: {len(arg):,} characters; at most {MAX_TEXT_CHARS:,} for one text "
                             "(put longer inputs in a file, one per line)")
@@ -358,7 +365,7 @@ def raw_inputs(arg: str, manifest: dict, text: bool = False):
             raise DataError("INPUT: empty text; pass the text to predict")
         return [arg]
     path = Path(arg)
-    if path.is_dir():
+    if _is_dir(arg):
         raise DataError(f"{arg}: is a folder; pass a file" + (" or --text TEXT" if is_text else ""))
     if not _is_file(arg):
         what = "a text file, or --text TEXT for a literal string" if is_text else \

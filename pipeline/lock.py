@@ -87,11 +87,13 @@ def run_lock(out: str | os.PathLike) -> Iterator[Path]:
         raise PathError(f"--out {out}: no permission to create it; pass a writable folder") from None
     path = out / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         previous = _holder(path)
         if not _try_lock(fd):
             raise PathError(f"{out}: already running ({previous}); wait for it to finish or pass "
                                  "another --out")
+        held = True
         if previous.startswith("pid ") and int(previous[4:]) != os.getpid():
             log(f"[dim]{path}: taking over the lock of an earlier run ({previous}) that ended "
                 "without releasing it[/dim]")
@@ -100,8 +102,9 @@ def run_lock(out: str | os.PathLike) -> Iterator[Path]:
         clean(out)
         yield out
     finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)  # an empty lock file: released cleanly
+        if held:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # an empty lock file: released cleanly
         os.close(fd)  # closing drops the flock
 
 

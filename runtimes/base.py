@@ -86,7 +86,11 @@ class Runtime(ABC):
         self.closed = False
         from edgesmith.runtimes.validate import check_container
 
-        check_container(self.path)  # a damaged or foreign file never reaches the native runtime
+        try:
+            check_container(self.path)  # a damaged or foreign file never reaches the native runtime
+        except EdgesmithError as e:
+            raise EdgesmithError(f"{self.path}: the {self.name} runtime cannot load it: "
+                                 f"{str(e).removeprefix(f'{self.path}: ')}") from None
         try:
             self._load()
         except EdgesmithError:
