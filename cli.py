@@ -75,8 +75,14 @@ def run(recipe, out, overrides, from_stage, device, no_parity_gate, db) -> None:
     from edgesmith.pipeline.runner import Runner
 
     r = load_recipe(recipe, list(overrides))
+    from edgesmith.pipeline import distributed
+
+    if distributed.is_launched():  # torchrun: data-parallel training, rank 0 writes the run folder
+        r, out = distributed.setup(r, out, device)
     runner = Runner(r, out, device, from_stage, False if no_parity_gate else None)
     summary = runner.run()
+    if distributed.rank() > 0:
+        return
     _print_tables(summary)
     _console().print(f"summary: {runner.out / 'summary.json'}")
     if (summary.get("bundle") or {}).get("path"):
