@@ -138,3 +138,34 @@ def test_resume_adds_trials_and_retries_a_cut_off_one(search_copy):
     assert rows[-1]["executed"] == [] or "teacher" not in rows[-1]["executed"]
     assert all(r["seconds"] for r in rows[:4])  # the first four were not re-run
     assert json.loads((search_copy / "trials" / "0000" / "trial.json").read_text()) == rows[0]
+
+
+def test_dashboard_pareto_view_shows_a_points_recipe(search_run, tmp_path):
+    import re
+    import shutil
+
+    import pytest
+
+    from edgesmith.benchmarks.dashboard import render
+    from edgesmith.benchmarks.store import ResultsStore
+
+    chromium = shutil.which("chromium")
+    out, result = search_run
+    with ResultsStore(out / "results.db") as store:
+        page = render(store, tmp_path / "report.html")
+        rows = [b for b in store.rows() if (b["extra"] or {}).get("search")]
+    chosen = next(b for b in rows if b["extra"]["trial"] == result["front"][0] and not b["extra"]["reference"])
+    html = page.read_text()
+    assert '"trial_recipe"' in html and 'id="search-pareto"' in html
+    if chromium is None:
+        pytest.skip("no chromium to run the page's script")
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'p'}",
+                           "--dump-dom", page.as_uri() + f"#spoint={chosen['id']}"],
+                          capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert dom.count('class="spt') == 6  # 4 trials and 2 reference points
+    assert dom.count('class="spt front-pt') == len(result["front"])
+    panel = re.search(r'<pre id="search-recipe"[^>]*data-point="(\d+)"[^>]*>(.*?)</pre>', dom, re.S)
+    assert panel and int(panel.group(1)) == chosen["id"]
+    hidden = chosen["extra"]["params"]["student.kwargs.hidden"]
+    assert f"hidden: {hidden}" in panel.group(2) and f"--export-recipe {result['front'][0]}" in panel.group(2)
