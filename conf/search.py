@@ -102,6 +102,7 @@ class SearchConfig(Config):
     min_seconds: float = field(default=0.5, metadata=at_least(0))
     train_threads: int = field(default=1, metadata=at_least(1))
     references: bool = True
+    shipped: bool = False  # also run the recipe as written and measure its final file as a reference point
 
     def validate(self) -> None:
         from edgesmith.benchmarks.targets import TARGETS, scheme

@@ -1,0 +1,1 @@
+"""Studies that run the pipeline and compare (above the measurement library)."""
