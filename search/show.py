@@ -21,6 +21,13 @@ def _fmt(label: str, v: Any) -> str:
     return f"{v:.1f} MB" if label.startswith("memory") else f"{v:g}"
 
 
+def _cell(label: str, row: dict) -> str:
+    """An objective's value; a latency with its 95% CI."""
+    text = _fmt(label.split("[")[0], (row.get("values") or {}).get(label))
+    ci = (row.get("p50_ci") or {}).get(label.partition("[")[2].rstrip("]")) if label.startswith("latency") else None
+    return f"{text} [{ci[0]:.4g}–{ci[1]:.4g}]" if ci and None not in ci else text
+
+
 def front_table(run_dir: Path):
     """A rich table of the front's trials and the reference points of ``run_dir``'s search."""
     from rich.markup import escape
@@ -42,8 +49,7 @@ def front_table(run_dir: Path):
         t.add_column(escape(f"{k} ({'max' if o['direction'] == 'maximize' else 'min'})"), justify="right")
     for n in res["front"]:
         r = rows[n]
-        t.add_row(str(n), *(json.dumps(r["params"][p]) for p in params),
-                  *(_fmt(k.split("[")[0], r["values"].get(k)) for k in labels))
+        t.add_row(str(n), *(json.dumps(r["params"][p]) for p in params), *(_cell(k, r) for k in labels))
     for ref in res["references"]:
         dom = ref.get("dominated_by") or []
         name = ref["name"] + (f" (dominated by {', '.join(map(str, dom[:4]))})" if dom else "")

@@ -213,17 +213,39 @@ def load_rows(run_dir: Path) -> list[dict]:
 
 
 def pareto(rows: list[dict], objectives) -> list[dict]:
-    """The rows no other row dominates (no worse on every objective, better on one)."""
+    """The rows no other row dominates (see :func:`dominates`)."""
     labels = [o.label() for o in objectives]
-    sign = [-1 if o.direction == "maximize" else 1 for o in objectives]
     pts = [r for r in rows if r.get("values") and all(r["values"].get(k) is not None for k in labels)]
-    vec = [[s * r["values"][k] for s, k in zip(sign, labels, strict=True)] for r in pts]
-    return [r for i, r in enumerate(pts) if not any(dominates(vec[j], vec[i]) for j in range(len(pts)) if j != i)]
+    return [r for r in pts if not any(dominates(q, r, objectives) for q in pts if q is not r)]
 
 
-def dominates(a: list[float], b: list[float]) -> bool:
-    """``a`` dominates ``b`` (both minimised)."""
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+def dominates(a: dict, b: dict, objectives) -> bool:
+    """Row ``a`` dominates row ``b``: no worse on every objective both have, better on one.
+    Two latencies whose p50 confidence intervals overlap count as equal (run-to-run noise)."""
+    better = False
+    for o in objectives:
+        k = o.label()
+        va, vb = (a.get("values") or {}).get(k), (b.get("values") or {}).get(k)
+        if va is None or vb is None:
+            continue
+        if o.metric == "latency":
+            ca, cb = _ci(a, o), _ci(b, o)
+            if ca and cb and ca[0] <= cb[1] and cb[0] <= ca[1]:
+                continue
+        if o.direction == "maximize":
+            va, vb = -va, -vb
+        if va > vb:
+            return False
+        better = better or va < vb
+    return better
+
+
+def _ci(row: dict, o) -> list[float] | None:
+    where = f"{o.target}/{o.runtime}"
+    ci = (row.get("p50_ci") or {}).get(where)
+    for m in row.get("measurements") or []:
+        ci = ci or (m.get("p50_ci") if f"{m['target']}/{m['runtime']}" == where else None)
+    return ci if ci and None not in ci else None
 
 
 def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], events: dict, db) -> dict:
@@ -231,13 +253,8 @@ def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], event
     from edgesmith.search.timing import host_cpu, overlaps
 
     front = pareto(rows, cfg.objectives)
-    labels = [o.label() for o in cfg.objectives]
-    sign = [-1 if o.direction == "maximize" else 1 for o in cfg.objectives]
     for ref in refs:  # which trial dominates each reference on the objectives it was measured on
-        keys = [k for k in labels if ref["values"].get(k) is not None]
-        ref["dominated_by"] = [r["number"] for r in rows if r.get("values") and keys and dominates(
-            [s * r["values"][k] for s, k in zip(sign, labels, strict=True) if k in keys],
-            [s * ref["values"][k] for s, k in zip(sign, labels, strict=True) if k in keys])]
+        ref["dominated_by"] = [r["number"] for r in rows if dominates(r, ref, cfg.objectives)]
     done = [r for r in rows if not r.get("error")]
     result = {
         "recipe": recipe.name, "run_dir": str(run_dir), "host_cpu": host_cpu(),
@@ -247,9 +264,12 @@ def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], event
         "stage_executions": sum(len(r.get("executed") or []) for r in rows),
         "stage_reuses": sum(len(r.get("reused") or []) for r in rows),
         "stages_per_trial": max((len(r.get("executed") or []) + len(r.get("reused") or []) for r in done), default=0),
-        "references": [{k: v for k, v in ref.items() if k != "measurements"} for ref in refs],
+        "references": [{**{k: v for k, v in ref.items() if k not in ("measurements", "recipe")},
+                        "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in ref.get("measurements") or []}}
+                       for ref in refs],
         "timing": {t: {"events": len(ev), "overlaps": len(overlaps(ev))} for t, ev in events.items()},
-        "rows": [{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error")}
+        "rows": [{**{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error")},
+                  "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in r.get("measurements") or []}}
                  for r in rows],
     }
     atomic.write_json(run_dir / "search.json", result)

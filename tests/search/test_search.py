@@ -14,23 +14,34 @@ RECIPE = Path(__file__).with_name("tiny-search.yaml")
 
 def test_front_is_the_non_dominated_set(search_run):
     out, result = search_run
+    objs = _objectives(result)
     rows = [r for r in load_rows(out) if not r.get("error")]
     assert result["complete"] == 4 and result["failed"] == 0
     front = [r for r in rows if r["number"] in result["front"]]
-    assert front and set(result["front"]) == {r["number"] for r in pareto(rows, _objectives(result))}
-    sign = {o["label"]: -1 if o["direction"] == "maximize" else 1 for o in result["objectives"]}
-
-    def vec(r):
-        return [sign[k] * r["values"][k] for k in sign]
-
-    for f in front:  # nothing dominates a front point; every other point is dominated by one
-        assert not any(dominates(vec(r), vec(f)) for r in rows)
+    assert front and set(result["front"]) == {r["number"] for r in pareto(rows, objs)}
+    for f in front:  # nothing dominates a front point; every other point is dominated
+        assert not any(dominates(r, f, objs) for r in rows)
     for r in rows:
         if r["number"] not in result["front"]:
-            assert any(dominates(vec(f), vec(r)) for f in front)
+            assert any(dominates(f, r, objs) for f in rows)
     for r in rows:
         assert 0 < r["values"]["accuracy"] <= 1 and r["values"]["size"] > 1000
-        assert 0 < r["values"]["latency[cpu/onnxruntime]"] < 50
+        assert 0 < r["values"]["latency[cpu/onnxruntime]"] < 50 and r["values"]["memory[cpu/onnxruntime]"] > 10
+
+
+def test_dominance_treats_latencies_within_their_intervals_as_equal():
+    from edgesmith.conf.search import ObjectiveConfig
+
+    objs = [ObjectiveConfig("accuracy"), ObjectiveConfig("latency", "cpu", "onnxruntime")]
+
+    def row(acc, p50, ci):
+        return {"values": {"accuracy": acc, "latency[cpu/onnxruntime]": p50}, "p50_ci": {"cpu/onnxruntime": ci}}
+
+    same = row(0.9, 1.00, [0.95, 1.05])
+    assert not dominates(row(0.9, 0.98, [0.96, 1.0]), same, objs)  # faster only within noise
+    assert dominates(row(0.9, 0.80, [0.78, 0.82]), same, objs)  # faster beyond noise
+    assert dominates(row(0.91, 1.02, [0.97, 1.07]), same, objs)  # more accurate, latency a tie
+    assert not dominates(row(0.91, 1.2, [1.1, 1.3]), same, objs)  # more accurate but slower
 
 
 def _objectives(result):
@@ -169,3 +180,37 @@ def test_dashboard_pareto_view_shows_a_points_recipe(search_run, tmp_path):
     assert panel and int(panel.group(1)) == chosen["id"]
     hidden = chosen["extra"]["params"]["student.kwargs.hidden"]
     assert f"hidden: {hidden}" in panel.group(2) and f"--export-recipe {result['front'][0]}" in panel.group(2)
+
+
+def test_timing_queue_keeps_measurements_apart_from_each_other_and_training(search_run):
+    """Threads of one process: two measurements and a training lease asked for at once."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from edgesmith.search.timing import TimingQueue, overlaps
+
+    out, _ = search_run
+    model = next((out / "references").glob("*-export/onnx/*.onnx"))
+    q = TimingQueue("cpu")
+    x = {"pixel_values": np.zeros((1, 1, 8, 8), np.float32)}
+    results = []
+
+    def train():
+        with q.training("t"):
+            time.sleep(1.0)
+
+    def measure():
+        results.append(q.measure(str(model), "onnxruntime", x, iterations=10, min_seconds=0.05, label="m"))
+
+    jobs = [threading.Thread(target=train)] + [threading.Thread(target=measure) for _ in range(2)]
+    for j in jobs:
+        j.start()
+        time.sleep(0.05)
+    for j in jobs:
+        j.join(60)
+    events = q.get_events()
+    assert [e["kind"] for e in events] == ["train", "measure", "measure"]  # measurements waited for training
+    assert overlaps(events) == [] and all(r["error"] is None and r["latency_ms"]["p50"] > 0 for r in results)
+    assert events[1]["start"] >= events[0]["end"] and events[2]["start"] >= events[1]["end"]
