@@ -73,7 +73,7 @@ def measure_file(runner, path: Path, runtime: str | None, queue, cfg, label: str
     from edgesmith.pipeline.steps import _bench_inputs, _eval_inputs, _feed
 
     ctx = runner.ctx
-    inputs = _bench_inputs(ctx, cfg.batch, None)
+    inputs = _bench_inputs(ctx, cfg.batch, runner.recipe.benchmark.seq_len)  # token models: the recipe's length
     ev, on = _eval_inputs(ctx, None)
     r = queue.measure(str(path), runtime, inputs, _feed(ctx.task, fit_static(ev, ctx.task, static)),
                       threads=cfg.threads, iterations=cfg.iterations, min_seconds=cfg.min_seconds, label=label)
