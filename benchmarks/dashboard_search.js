@@ -53,7 +53,7 @@
   function plot(pts) {
     const W = 560, H = 320, L = 60, R = 16, T = 14, B = 44;
     const svg = s('svg', { class: 'plot search-plot', width: W, height: H, viewBox: `0 0 ${W} ${H}` });
-    const xs = pts.map((p) => p.p50), ys = pts.map(quality);
+    const xs = pts.flatMap((p) => [p.p50, ...(p.p50_ci || [])]).filter((v) => v > 0), ys = pts.map(quality);
     let x0 = Math.log10(Math.min(...xs)), x1 = Math.log10(Math.max(...xs));
     const xp = Math.max(0.1, (x1 - x0) * 0.08); x0 -= xp; x1 += xp;
     let y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -86,6 +86,9 @@
         ? s('rect', { ...look, class: cls, 'data-id': p.id, x: px(p.p50) - r * 0.8, y: py(quality(p)) - r * 0.8, width: 1.6 * r, height: 1.6 * r }, s('title', {}, tip))
         : s('circle', { ...look, class: cls, 'data-id': p.id, cx: px(p.p50), cy: py(quality(p)), r }, s('title', {}, tip));
       shape.addEventListener('click', () => show(p));
+      if (p.p50_ci && p.p50_ci[0] > 0 && p.p50_ci[1] > 0) {  // the p50's 95% interval
+        svg.append(s('line', { x1: px(p.p50_ci[0]), x2: px(p.p50_ci[1]), y1: py(quality(p)), y2: py(quality(p)), stroke: '#111', 'stroke-width': 1.5 }));
+      }
       svg.append(shape);
       if (p.reference || p.on_front) svg.append(s('text', { class: 'label', x: px(p.p50) + r + 2, y: py(quality(p)) - 2 }, p.reference ? p.name.split(' [')[0] : `#${p.trial}`));
     }

@@ -42,7 +42,7 @@ def front_table(run_dir: Path):
     params = list(next((r["params"] for r in res["rows"] if r.get("params")), {}))
     t = Table(title=f"Pareto front of {res['recipe']} ({len(res['front'])} of {res['complete']} trials; "
                     f"{res['stage_executions']} stage executions, {res['stage_reuses']} reuses)")
-    t.add_column("trial")
+    t.add_column("trial", min_width=22)
     for p in params:
         t.add_column(p)
     for k, o in zip(labels, res["objectives"], strict=True):
@@ -54,5 +54,5 @@ def front_table(run_dir: Path):
         dom = ref.get("dominated_by") or []
         name = ref["name"] + (f" (dominated by {', '.join(map(str, dom[:4]))})" if dom else "")
         t.add_row(f"[dim]{escape(name)}[/dim]", *([""] * len(params)),
-                  *(_fmt(k.split("[")[0], (ref.get("values") or {}).get(k)) for k in labels))
+                  *(_cell(k, ref) for k in labels))
     return t

@@ -221,23 +221,30 @@ def pareto(rows: list[dict], objectives) -> list[dict]:
 
 def dominates(a: dict, b: dict, objectives) -> bool:
     """Row ``a`` dominates row ``b``: no worse on every objective both have, better on one.
-    Two latencies whose p50 confidence intervals overlap count as equal (run-to-run noise)."""
+    Two latencies count as equal unless they differ beyond noise by the pipeline's rule for a
+    slower step: more than ``SLOWER_MARGIN`` apart and their p50 confidence intervals apart."""
     better = False
     for o in objectives:
         k = o.label()
         va, vb = (a.get("values") or {}).get(k), (b.get("values") or {}).get(k)
         if va is None or vb is None:
             continue
-        if o.metric == "latency":
-            ca, cb = _ci(a, o), _ci(b, o)
-            if ca and cb and ca[0] <= cb[1] and cb[0] <= ca[1]:
-                continue
+        if o.metric == "latency" and _same_latency(va, vb, _ci(a, o), _ci(b, o)):
+            continue
         if o.direction == "maximize":
             va, vb = -va, -vb
         if va > vb:
             return False
         better = better or va < vb
     return better
+
+
+def _same_latency(a: float, b: float, ca: list | None, cb: list | None) -> bool:
+    from edgesmith.pipeline.steps import SLOWER_MARGIN
+
+    lo, hi = sorted((a, b))
+    overlap = bool(ca and cb and ca[0] <= cb[1] and cb[0] <= ca[1])
+    return hi <= lo * (1 + SLOWER_MARGIN) or overlap
 
 
 def _ci(row: dict, o) -> list[float] | None:

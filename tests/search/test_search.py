@@ -39,6 +39,7 @@ def test_dominance_treats_latencies_within_their_intervals_as_equal():
 
     same = row(0.9, 1.00, [0.95, 1.05])
     assert not dominates(row(0.9, 0.98, [0.96, 1.0]), same, objs)  # faster only within noise
+    assert not dominates(row(0.9, 0.97, [0.969, 0.971]), row(0.9, 1.0, [0.999, 1.001]), objs)  # 3%: a tie
     assert dominates(row(0.9, 0.80, [0.78, 0.82]), same, objs)  # faster beyond noise
     assert dominates(row(0.91, 1.02, [0.97, 1.07]), same, objs)  # more accurate, latency a tie
     assert not dominates(row(0.91, 1.2, [1.1, 1.3]), same, objs)  # more accurate but slower
