@@ -165,9 +165,10 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
         log(f"[bold]search trial {t.number}[/bold] ({_finished(run_dir) + 1}/{cfg.trials}): {params}")
         try:
             row = run_trial(run_dir, t.number, base, params, cfg, queues, cache)
-        except EdgesmithError as e:
-            log(f"  [red]trial {t.number} failed: {e}[/red]")
-            save_row(run_dir, {"number": t.number, "name": f"trial-{t.number}", "params": params, "error": str(e),
+        except Exception as e:  # noqa: BLE001 - one point the pipeline cannot make ends that trial, not the search
+            why = str(e) if isinstance(e, EdgesmithError) else f"{type(e).__name__}: {e}".splitlines()[0]
+            log(f"  [red]trial {t.number} failed: {why}[/red]")
+            save_row(run_dir, {"number": t.number, "name": f"trial-{t.number}", "params": params, "error": why,
                                "recipe": None, "values": {}})
             study.tell(t, state=TrialState.FAIL)
             continue
