@@ -359,7 +359,7 @@ def search(recipe, out, overrides, trials, references, db, ray_address, ray_work
     """Search RECIPE's 'search:' block for the Pareto front of quality, latency, size and memory."""
     from edgesmith.conf.recipe import load_recipe
     from edgesmith.search import study
-    from edgesmith.search.show import front_table
+    from edgesmith.search.front import front_table
 
     if show or export_n is not None:
         run_dir = study.run_dir_for(load_recipe(recipe, list(overrides)), out)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgesmith.search.study import load_rows, pareto
+from edgesmith.search.front import pareto
+from edgesmith.search.study import load_rows
 
 RECIPE = Path(__file__).with_name("tiny-search.yaml")
 

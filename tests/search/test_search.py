@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from edgesmith.search.study import dominates, load_rows, pareto
+from edgesmith.search.front import dominates, pareto
+from edgesmith.search.study import load_rows
 
 RECIPE = Path(__file__).with_name("tiny-search.yaml")
 

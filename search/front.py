@@ -1,4 +1,5 @@
-"""The Pareto front of a search as a table (``edgesmith search RECIPE --show``)."""
+"""The Pareto front of a search: dominance between measured points (latency within noise
+is a tie) and the front as a table (``edgesmith search RECIPE --show``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,49 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import EdgesmithError
+
+
+def pareto(rows: list[dict], objectives) -> list[dict]:
+    """The rows no other row dominates (see :func:`dominates`)."""
+    labels = [o.label() for o in objectives]
+    pts = [r for r in rows if r.get("values") and all(r["values"].get(k) is not None for k in labels)]
+    return [r for r in pts if not any(dominates(q, r, objectives) for q in pts if q is not r)]
+
+
+def dominates(a: dict, b: dict, objectives) -> bool:
+    """Row ``a`` dominates row ``b``: no worse on every objective both have, better on one.
+    Two latencies count as equal unless they differ beyond noise by the pipeline's rule for a
+    slower step: more than ``SLOWER_MARGIN`` apart and their p50 confidence intervals apart."""
+    better = False
+    for o in objectives:
+        k = o.label()
+        va, vb = (a.get("values") or {}).get(k), (b.get("values") or {}).get(k)
+        if va is None or vb is None:
+            continue
+        if o.metric == "latency" and _same_latency(va, vb, _ci(a, o), _ci(b, o)):
+            continue
+        if o.direction == "maximize":
+            va, vb = -va, -vb
+        if va > vb:
+            return False
+        better = better or va < vb
+    return better
+
+
+def _same_latency(a: float, b: float, ca: list | None, cb: list | None) -> bool:
+    from edgesmith.pipeline.steps import SLOWER_MARGIN
+
+    lo, hi = sorted((a, b))
+    overlap = bool(ca and cb and ca[0] <= cb[1] and cb[0] <= ca[1])
+    return hi <= lo * (1 + SLOWER_MARGIN) or overlap
+
+
+def _ci(row: dict, o) -> list[float] | None:
+    where = f"{o.target}/{o.runtime}"
+    ci = (row.get("p50_ci") or {}).get(where)
+    for m in row.get("measurements") or []:
+        ci = ci or (m.get("p50_ci") if f"{m['target']}/{m['runtime']}" == where else None)
+    return ci if ci and None not in ci else None
 
 
 def _fmt(label: str, v: Any) -> str:
