@@ -11,16 +11,25 @@ from edgesmith.errors import EdgesmithError
 
 
 def pareto(rows: list[dict], objectives) -> list[dict]:
-    """The rows no other row dominates (see :func:`dominates`)."""
+    """The rows no other row dominates (see :func:`dominates`); a trial that made the same
+    files as an earlier one (a sampler's repeat) is that point again, not a second one."""
     labels = [o.label() for o in objectives]
-    pts = [r for r in rows if r.get("values") and all(r["values"].get(k) is not None for k in labels)]
+    pts, seen = [], set()
+    for r in rows:
+        if r.get("values") and all(r["values"].get(k) is not None for k in labels) and \
+                (not r.get("export_key") or r["export_key"] not in seen):
+            pts.append(r)
+            seen.add(r.get("export_key"))
     return [r for r in pts if not any(dominates(q, r, objectives) for q in pts if q is not r)]
 
 
 def dominates(a: dict, b: dict, objectives) -> bool:
     """Row ``a`` dominates row ``b``: no worse on every objective both have, better on one.
     Two latencies count as equal unless they differ beyond noise by the pipeline's rule for a
-    slower step: more than ``SLOWER_MARGIN`` apart and their p50 confidence intervals apart."""
+    slower step: more than ``SLOWER_MARGIN`` apart and their p50 confidence intervals apart;
+    two rows whose export step has the same content key (the same files) never dominate."""
+    if a.get("export_key") and a.get("export_key") == b.get("export_key"):
+        return False  # the same files (same content key): differences are measurement noise
     better = False
     for o in objectives:
         k = o.label()

@@ -218,6 +218,9 @@ def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], event
     from edgesmith.search.front import dominates, pareto
     from edgesmith.search.timing import host_cpu, overlaps
 
+    for row in rows + refs:  # rows written before export_key was recorded: read it from the folder
+        if not row.get("export_key") and row.get("out"):
+            row["export_key"] = export_key(Path(row["out"]))
     front = pareto(rows, cfg.objectives)
     for ref in refs:  # which trial dominates each reference on the objectives it was measured on
         ref["dominated_by"] = [r["number"] for r in rows if dominates(r, ref, cfg.objectives)]
@@ -234,7 +237,8 @@ def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], event
                         "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in ref.get("measurements") or []}}
                        for ref in refs],
         "timing": {t: {"events": len(ev), "overlaps": len(overlaps(ev))} for t, ev in events.items()},
-        "rows": [{**{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error")},
+        "rows": [{**{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error",
+                                           "export_key")},
                   "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in r.get("measurements") or []}}
                  for r in rows],
     }
@@ -266,6 +270,12 @@ def store_rows(db: str | Path, recipe: str, run_dir: Path, rows: list[dict], ref
                          and not row.get("reference"), "params": row.get("params"),
                          "values": row.get("values"), "cosine": m.get("cosine"), "trial_recipe": row.get("recipe")}
                 store.add_benchmark(bench, recipe=recipe, source=f"search:{run_dir}")
+
+
+def export_key(out: Path) -> str | None:
+    """The content key of a run folder's export step (same key: the same files)."""
+    meta = next(out.glob("*-export/stage.json"), None)
+    return json.loads(meta.read_text()).get("key") if meta else None
 
 
 def export_recipe(run_dir: Path, number: int, dest: str | Path | None = None) -> Path:

@@ -147,7 +147,10 @@ def run_trial(run_dir: Path, number: int, base: dict, params: dict, cfg, queues:
     runner, summary, reused, ran = run_pipeline(raw, out, cache, queues, label, cfg.train_threads)
     row.update(reused=reused, executed=ran)
     values, measurements = evaluate(runner, summary, cfg, queues, label)
-    row.update(values=values, measurements=measurements, seconds=round(time.perf_counter() - t0, 2))
+    from edgesmith.search.study import export_key
+
+    row.update(values=values, measurements=measurements, seconds=round(time.perf_counter() - t0, 2),
+               export_key=export_key(out))
     return row
 
 
