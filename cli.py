@@ -137,8 +137,14 @@ def run(recipe, out, overrides, from_stage, device, no_parity_gate, db, as_json)
     from edgesmith.pipeline.runner import Runner
 
     r = load_recipe(recipe, list(overrides))
+    from edgesmith.pipeline import distributed
+
+    if distributed.is_launched():  # torchrun: data-parallel training, rank 0 writes the run folder
+        r, out = distributed.setup(r, out, device)
     runner = Runner(r, out, device, from_stage, False if no_parity_gate else None)
     summary = runner.run()
+    if distributed.rank() > 0:
+        return
     if as_json:
         import json
 
@@ -485,7 +491,7 @@ def search(recipe, out, overrides, trials, references, db, ray_address, ray_work
     """Search RECIPE's 'search:' block for the Pareto front of quality, latency, size and memory."""
     from edgesmith.conf.recipe import load_recipe
     from edgesmith.search import study
-    from edgesmith.search.show import front_table
+    from edgesmith.search.front import front_table
 
     if show or export_n is not None:
         run_dir = study.run_dir_for(load_recipe(recipe, list(overrides)), out)

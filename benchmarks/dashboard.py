@@ -28,6 +28,7 @@ from edgesmith.benchmarks.store import ResultsStore
 from edgesmith.errors import UserError
 
 ASSETS = Path(__file__).with_name("dashboard.js"), Path(__file__).with_name("dashboard.css")
+SEARCH_JS = Path(__file__).with_name("dashboard_search.js")  # the search section's own script
 BENCH_FIELDS = (
     "id run_id recipe target runtime model threads batch seq_len p50 p90 p99 mean n "
     "p50_ci_lo p50_ci_hi p99_ci_lo p99_ci_hi throughput_per_s peak_rss_mb load_rss_mb "
@@ -71,6 +72,7 @@ def dashboard_data(store: ResultsStore) -> dict[str, Any]:
         "runs": runs,
         "hosts": sorted(hosts.values(), key=lambda h: h["label"]),
         "benchmarks": benchmarks,
+        "search": search_points(store),
     }
 
 
@@ -95,6 +97,23 @@ def host_of(fp: dict[str, Any], row: dict[str, Any] | None = None) -> dict[str, 
     label = (" · ".join(parts) or "unknown host") + (f" ({hostname})" if hostname else "")
     return {"key": key, "label": label, "hostname": hostname, "cpu_model": model, "gpu": gpu, "cores": cores,
             "flags": cpu.get("flags") or [], "libraries": fp.get("libraries") or {}}
+def search_points(store: ResultsStore) -> list[dict[str, Any]]:
+    """The points of every ``edgesmith search`` in the store (its rows' ``extra`` carry the
+    search, trial, values, front membership and the trial's recipe)."""
+    points = []
+    for b in store.rows():
+        x = b.get("extra") or {}
+        if not x.get("search") or b["error"]:
+            continue
+        points.append({
+            "id": b["id"], "search": x["search"], "recipe": b["recipe"], "target": b["target"],
+            "runtime": b["runtime"], "name": b["model"], "trial": x.get("trial"),
+            "reference": bool(x.get("reference")), "on_front": bool(x.get("on_front")),
+            "p50": b["p50"], "p50_ci": [b["p50_ci_lo"], b["p50_ci_hi"]], "accuracy": b["accuracy"],
+            "cosine": x.get("cosine"), "size": b["model_size_bytes"], "peak_rss_mb": b["peak_rss_mb"],
+            "params": x.get("params"), "trial_recipe": x.get("trial_recipe"), "cpu_model": b["cpu_model"],
+        })
+    return points
 
 
 def _script_json(obj: Any) -> str:
@@ -147,6 +166,13 @@ def render_html(data: dict[str, Any], drift: list[dict] | None = None) -> str:
   <section><h2>Which device and runtime meet the latency budget, at which quality</h2>
     <p class="note" id="hw-caption"></p>
     <table id="hw"><thead></thead><tbody></tbody></table></section>
+  <section id="search-section"><h2>Search: Pareto fronts measured on the target</h2>
+    <p class="note">One plot per search, target and runtime: trials (red: on the front) and reference
+    points (squares: fp32 and dynamic-int8 teacher, files named with --reference); marker area is the
+    file's size. Click a point to see its recipe.</p>
+    <div id="search-pareto"></div>
+    <pre id="search-recipe" style="max-height:24em;overflow:auto;background:#f6f7f9;padding:8px;font-size:12px"></pre>
+  </section>
   <section><h2>Per-stage waterfall</h2>
     <p class="note">Teacher, then each stage, then the exported files. A stage slower than
     the stage before it on the same target and runtime is marked <span class="badge">slower</span>.</p>
@@ -156,7 +182,8 @@ def render_html(data: dict[str, Any], drift: list[dict] | None = None) -> str:
 <svg id="svg-ns" width="0" height="0" aria-hidden="true"></svg>
 <script type="application/json" id="edgesmith-data">{_script_json(data)}</script>
 <script>
-{js}</script>
+{js}
+{SEARCH_JS.read_text()}</script>
 </body>
 </html>
 """

@@ -1,6 +1,13 @@
 """The one training loop every technique uses (teacher training, distillation,
 later recovery fine-tuning): AdamW, an LR schedule, validation-based early
-stopping, best-checkpoint saving, a NaN guard and a progress bar."""
+stopping, best-checkpoint saving, a NaN guard and a progress bar.
+
+Under ``torchrun`` (a process group initialised, see :mod:`edgesmith.pipeline.distributed`)
+the loop is data-parallel: every rank draws the same shuffled global batch of
+``batch_size`` and trains on its slice of it inside DistributedDataParallel, each
+slice's loss weighted by its share, so the averaged gradient is the global batch's
+mean loss gradient, as in one process (BatchNorm statistics are per slice). Only
+rank 0 writes checkpoints."""
 
 from __future__ import annotations
 
@@ -44,6 +51,35 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_s
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _LossModule(nn.Module):
+    """The model and its loss as one module: DDP's forward (which arms the gradient
+    all-reduce) then runs any loss, also one calling other methods of the model."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: TensorSet, weight: float) -> torch.Tensor:
+        return self.loss_fn(self.model, batch) * weight
+
+
+def _shard(batch: TensorSet, rank: int, size: int) -> tuple[TensorSet, float]:
+    """This rank's slice of a global batch and its loss weight (its share times the world size)."""
+    idx = torch.arange(len(batch)).tensor_split(size)[rank]
+    if len(idx) == 0:  # fewer samples than ranks: join the all-reduce with a weight of 0
+        return batch.take(torch.arange(1)), 0.0
+    return batch.take(idx), len(idx) * size / len(batch)
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -69,6 +105,12 @@ def fit(
     """
     torch.manual_seed(seed)  # dropout and friends: a re-run gives the same weights
     model.to(device).train()
+    rank, size = world()
+    if size > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(_LossModule(model, loss_fn), find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
@@ -84,13 +126,20 @@ def fit(
             running, n = 0.0, 0
             for step, batch in enumerate(_epoch_batches(task, train, batch_size, gen)):
                 batch = TensorSet(task.prepare(batch.inputs), batch.labels, aux=batch.aux).to(device)
-                loss = loss_fn(model, batch)
-                if not torch.isfinite(loss):
+                if size > 1:
+                    part, weight = _shard(batch, rank, size)
+                    loss = ddp(part, weight)
+                    seen = loss.detach().clone()  # the global batch's mean loss, the same on every rank
+                    dist.all_reduce(seen)
+                    seen /= size
+                else:
+                    loss = seen = loss_fn(model, batch)
+                if not torch.isfinite(seen):
                     if best_state is not None:
                         model.load_state_dict(best_state)
                     kept = f"; best weights (epoch {best_epoch + 1}) kept in {checkpoint_dir}" if checkpoint_dir and best_state else ""
                     raise StageError(
-                        f"{desc}: loss became {loss.item()} at epoch {epoch + 1} step {step + 1}{kept}; "
+                        f"{desc}: loss became {seen.item()} at epoch {epoch + 1} step {step + 1}{kept}; "
                         f"lower the learning rate (lr={lr})"
                     )
                 opt.zero_grad(set_to_none=True)
@@ -98,7 +147,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
                 sched.step()
-                running += loss.item() * len(batch)
+                running += seen.item() * len(batch)
                 n += len(batch)
                 seen += len(batch)
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
@@ -115,7 +164,7 @@ def fit(
             if score is None or best_score is None or score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = clone_state(model)
-                if checkpoint_dir is not None:
+                if checkpoint_dir is not None and rank == 0:
                     save_weights(model, Path(checkpoint_dir) / "best.safetensors")
             else:
                 bad_epochs += 1

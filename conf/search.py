@@ -102,6 +102,7 @@ class SearchConfig(Config):
     min_seconds: float = field(default=0.5, metadata=at_least(0))
     train_threads: int = field(default=1, metadata=at_least(1))
     references: bool = True
+    shipped: bool = False  # also run the recipe as written and measure its final file as a reference point
 
     def validate(self) -> None:
         from edgesmith.benchmarks.targets import TARGETS, scheme
@@ -127,7 +128,7 @@ class SearchConfig(Config):
         """Check every key path and objective against ``recipe`` (a Recipe without its search)."""
         from edgesmith.conf.recipe import Recipe, apply_override
         from edgesmith.data.sources import SOURCES
-        from edgesmith.export import FORMAT_FOR_RUNTIME
+        from edgesmith.export import format_for_runtime
 
         base = recipe.to_dict()
         base.pop("search", None)
@@ -152,7 +153,7 @@ class SearchConfig(Config):
                 raise RecipeError(f"{key}.metric", "accuracy of an embedding model needs a 'probe:' block "
                                                    "in the recipe; add one or use cosine")
             if o.metric in ("latency", "memory", "size"):
-                fmt = FORMAT_FOR_RUNTIME.get(o.runtime)
+                fmt = format_for_runtime(o.runtime)
                 if fmt not in recipe.export.formats:
                     raise RecipeError(f"{key}.runtime", f"runtime {o.runtime} runs the {fmt} file, which "
                                                         f"export.formats ({', '.join(recipe.export.formats) or 'none'}) "

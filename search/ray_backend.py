@@ -152,7 +152,15 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
     from ray.tune.search.optuna import OptunaSearch
 
     from edgesmith.search.cache import StageCache
-    from edgesmith.search.study import STUDY, distributions, load_rows, sampler, save_row
+    from edgesmith.search.study import (
+        STUDY,
+        distributions,
+        load_rows,
+        open_study,
+        retry_stale,
+        sampler,
+        save_row,
+    )
     from edgesmith.search.trial import references
 
     run_dir = run_dir.absolute()
@@ -173,6 +181,7 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
         remaining = cfg.trials - len(done)
         if remaining > 0:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+            retry_stale(open_study(run_dir, cfg), run_dir, cache, cfg)  # trials a killed driver left running
             storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'study.db'}")
             searcher = _numbered(OptunaSearch)(space=distributions(cfg), metric=[f"obj{i}" for i in range(len(cfg.objectives))],
                                     mode=["max" if o.direction == "maximize" else "min" for o in cfg.objectives],

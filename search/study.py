@@ -165,9 +165,10 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
         log(f"[bold]search trial {t.number}[/bold] ({_finished(run_dir) + 1}/{cfg.trials}): {params}")
         try:
             row = run_trial(run_dir, t.number, base, params, cfg, queues, cache)
-        except EdgesmithError as e:
-            log(f"  [red]trial {t.number} failed: {e}[/red]")
-            save_row(run_dir, {"number": t.number, "name": f"trial-{t.number}", "params": params, "error": str(e),
+        except Exception as e:  # noqa: BLE001 - one point the pipeline cannot make ends that trial, not the search
+            why = str(e) if isinstance(e, EdgesmithError) else f"{type(e).__name__}: {e}".splitlines()[0]
+            log(f"  [red]trial {t.number} failed: {why}[/red]")
+            save_row(run_dir, {"number": t.number, "name": f"trial-{t.number}", "params": params, "error": why,
                                "recipe": None, "values": {}})
             study.tell(t, state=TrialState.FAIL)
             continue
@@ -212,32 +213,17 @@ def load_rows(run_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["number"])
 
 
-def pareto(rows: list[dict], objectives) -> list[dict]:
-    """The rows no other row dominates (no worse on every objective, better on one)."""
-    labels = [o.label() for o in objectives]
-    sign = [-1 if o.direction == "maximize" else 1 for o in objectives]
-    pts = [r for r in rows if r.get("values") and all(r["values"].get(k) is not None for k in labels)]
-    vec = [[s * r["values"][k] for s, k in zip(sign, labels, strict=True)] for r in pts]
-    return [r for i, r in enumerate(pts) if not any(dominates(vec[j], vec[i]) for j in range(len(pts)) if j != i)]
-
-
-def dominates(a: list[float], b: list[float]) -> bool:
-    """``a`` dominates ``b`` (both minimised)."""
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
-
-
 def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], events: dict, db) -> dict:
     """Write ``search.json`` and every row to the results store; returns the result."""
+    from edgesmith.search.front import dominates, pareto
     from edgesmith.search.timing import host_cpu, overlaps
 
+    for row in rows + refs:  # rows written before export_key was recorded: read it from the folder
+        if not row.get("export_key") and row.get("out"):
+            row["export_key"] = export_key(Path(row["out"]))
     front = pareto(rows, cfg.objectives)
-    labels = [o.label() for o in cfg.objectives]
-    sign = [-1 if o.direction == "maximize" else 1 for o in cfg.objectives]
     for ref in refs:  # which trial dominates each reference on the objectives it was measured on
-        keys = [k for k in labels if ref["values"].get(k) is not None]
-        ref["dominated_by"] = [r["number"] for r in rows if r.get("values") and keys and dominates(
-            [s * r["values"][k] for s, k in zip(sign, labels, strict=True) if k in keys],
-            [s * ref["values"][k] for s, k in zip(sign, labels, strict=True) if k in keys])]
+        ref["dominated_by"] = [r["number"] for r in rows if dominates(r, ref, cfg.objectives)]
     done = [r for r in rows if not r.get("error")]
     result = {
         "recipe": recipe.name, "run_dir": str(run_dir), "host_cpu": host_cpu(),
@@ -247,9 +233,13 @@ def finish(run_dir: Path, recipe, cfg, rows: list[dict], refs: list[dict], event
         "stage_executions": sum(len(r.get("executed") or []) for r in rows),
         "stage_reuses": sum(len(r.get("reused") or []) for r in rows),
         "stages_per_trial": max((len(r.get("executed") or []) + len(r.get("reused") or []) for r in done), default=0),
-        "references": [{k: v for k, v in ref.items() if k != "measurements"} for ref in refs],
+        "references": [{**{k: v for k, v in ref.items() if k not in ("measurements", "recipe")},
+                        "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in ref.get("measurements") or []}}
+                       for ref in refs],
         "timing": {t: {"events": len(ev), "overlaps": len(overlaps(ev))} for t, ev in events.items()},
-        "rows": [{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error")}
+        "rows": [{**{k: r.get(k) for k in ("number", "params", "values", "executed", "reused", "seconds", "error",
+                                           "export_key")},
+                  "p50_ci": {f"{m['target']}/{m['runtime']}": m.get("p50_ci") for m in r.get("measurements") or []}}
                  for r in rows],
     }
     atomic.write_json(run_dir / "search.json", result)
@@ -280,6 +270,12 @@ def store_rows(db: str | Path, recipe: str, run_dir: Path, rows: list[dict], ref
                          and not row.get("reference"), "params": row.get("params"),
                          "values": row.get("values"), "cosine": m.get("cosine"), "trial_recipe": row.get("recipe")}
                 store.add_benchmark(bench, recipe=recipe, source=f"search:{run_dir}")
+
+
+def export_key(out: Path) -> str | None:
+    """The content key of a run folder's export step (same key: the same files)."""
+    meta = next(out.glob("*-export/stage.json"), None)
+    return json.loads(meta.read_text()).get("key") if meta else None
 
 
 def export_recipe(run_dir: Path, number: int, dest: str | Path | None = None) -> Path:

@@ -73,7 +73,7 @@ def measure_file(runner, path: Path, runtime: str | None, queue, cfg, label: str
     from edgesmith.pipeline.steps import _bench_inputs, _eval_inputs, _feed
 
     ctx = runner.ctx
-    inputs = _bench_inputs(ctx, cfg.batch, None)
+    inputs = _bench_inputs(ctx, cfg.batch, runner.recipe.benchmark.seq_len)  # token models: the recipe's length
     ev, on = _eval_inputs(ctx, None)
     r = queue.measure(str(path), runtime, inputs, _feed(ctx.task, fit_static(ev, ctx.task, static)),
                       threads=cfg.threads, iterations=cfg.iterations, min_seconds=cfg.min_seconds, label=label)
@@ -137,23 +137,27 @@ def evaluate(runner, summary: dict, cfg, queues: dict, label: str) -> tuple[dict
 
 
 def run_trial(run_dir: Path, number: int, base: dict, params: dict, cfg, queues: dict, cache,
-              name: str | None = None) -> dict[str, Any]:
+              name: str | None = None, out: Path | None = None) -> dict[str, Any]:
     """Run and measure one trial; returns its row (``values`` per objective label)."""
     label = name or f"trial-{number}"
-    out = run_dir / "trials" / (name or f"{number:04d}")
+    out = out or run_dir / "trials" / f"{number:04d}"
     raw = trial_recipe(base, params)
     t0 = time.perf_counter()
     row: dict[str, Any] = {"number": number, "name": label, "params": params, "out": str(out), "recipe": raw}
     runner, summary, reused, ran = run_pipeline(raw, out, cache, queues, label, cfg.train_threads)
     row.update(reused=reused, executed=ran)
     values, measurements = evaluate(runner, summary, cfg, queues, label)
-    row.update(values=values, measurements=measurements, seconds=round(time.perf_counter() - t0, 2))
+    from edgesmith.search.study import export_key
+
+    row.update(values=values, measurements=measurements, seconds=round(time.perf_counter() - t0, 2),
+               export_key=export_key(out))
     return row
 
 
 def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[str] = ()) -> list[dict]:
     """The points a user would pick instead, measured on the search's targets: the fp32
-    teacher and its plain dynamic int8 (onnxruntime objectives), and every ``files``."""
+    teacher and its plain dynamic int8 (onnxruntime objectives), every ``files``, and with
+    ``shipped``, the recipe as written (its own values, no search)."""
     from edgesmith.export import format_for_runtime
 
     raw = trial_recipe(base, {})
@@ -187,6 +191,9 @@ def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[
     for target in sorted({t for t, _ in pairs}):
         for f in files:  # its runtime goes by its suffix
             point(f"{Path(f).name} [{target}]", Path(f), None, target)
+    if cfg.shipped:
+        row = run_trial(run_dir, -1, base, {}, cfg, queues, cache, name="shipped recipe", out=out / "shipped")
+        rows.append({**row, "reference": True, "error": None})
     return rows
 
 

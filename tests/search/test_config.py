@@ -42,9 +42,10 @@ def test_bad_search_block_is_one_recipe_error(search, key, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-def test_good_search_block_loads_and_a_plain_run_ignores_it():
+def test_good_search_block_loads():
     r = load_recipe(str(RECIPE))
-    assert [o.label() for o in r.search.objectives] == ["accuracy", "latency[cpu/onnxruntime]", "size"]
+    assert [o.label() for o in r.search.objectives] == ["accuracy", "latency[cpu/onnxruntime]", "size",
+                                                        "memory[cpu/onnxruntime]"]
     assert r.search.space["student.kwargs.hidden"].values() == [16, 32]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgesmith.search.study import load_rows, pareto
+from edgesmith.search.front import pareto
+from edgesmith.search.study import load_rows
 
 RECIPE = Path(__file__).with_name("tiny-search.yaml")
 
@@ -32,7 +33,7 @@ def ray_run(tmp_path_factory, edgesmith_cache):
 
 
 def test_ray_search_tries_the_same_points_and_finds_the_same_front(search_run, ray_run):
-    (local_out, local), (ray_out, result) = search_run, ray_run
+    (local_out, _), (ray_out, result) = search_run, ray_run
     assert result["complete"] == 4 and result["failed"] == 0
     a, b = load_rows(local_out), load_rows(ray_out)
     assert [r["params"] for r in a] == [r["params"] for r in b]

@@ -1,0 +1,112 @@
+"""The search study: `edgesmith search` on the shipped recipes, measured on this CPU.
+
+    python -m edgesmith.benchmarks.studies.search fashion-mnist      # 24 trials (issue target)
+    python -m edgesmith.benchmarks.studies.search minilm-sentiment   # 12 trials within 90 min on 2 cores
+    python -m edgesmith.benchmarks.studies.search digits-quick --quick --trials 6   # minutes
+
+Each study adds a ``search:`` block to the shipped recipe (below), measures the
+shipped recipe itself and the fp32 / dynamic-int8 teacher in the same search (same
+target: CPU, onnxruntime, batch 1, 1 thread), and prints the figures the issue asks
+for: the front's size, whether a trial dominates the shipped recipe's final model
+(no worse on every objective, better on one) and the int8 teacher, the stage
+executions against trials x steps, the wall time and the host CPU. ``--quick``
+cuts every training to one epoch and drops the report-only stages, for a smoke
+run on a busy machine. The result is written to ``OUT/search.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+OBJECTIVES = [{"metric": "accuracy"}, {"metric": "latency", "target": "cpu", "runtime": "onnxruntime"},
+              {"metric": "size"}]
+
+SPACES = {
+    "digits-quick": {
+        "student.kwargs.hidden": {"choices": [16, 32, 64]},
+        "stages.prune.sparsity": {"low": 0.25, "high": 0.75, "step": 0.25},
+        "stages.lowrank.ratio": {"choices": [0.25, 0.5, 0.75]},
+    },
+    "fashion-mnist": {
+        "student.kwargs.widths": {"choices": [[8, 16, 32, 32], [16, 32, 64, 64], [24, 48, 96, 96]]},
+        "stages.distill.epochs": {"low": 3, "high": 8, "int": True},
+        "stages.prune.sparsity": {"low": 0.2, "high": 0.7, "step": 0.1},
+        "stages.lowrank.ratio": {"choices": [0.25, 0.5, 0.75]},
+    },
+    "minilm-sentiment": {
+        "student.keep_every": {"choices": [2, 3]},
+        "stages.prune.sparsity": {"low": 0.25, "high": 0.75, "step": 0.25},
+        "stages.lowrank.rank": {"choices": [64, 128, 192]},
+        "stages.vocab.min_count": {"choices": [1, 2, 4]},
+    },
+}
+QUALITY = {"minilm-sentiment": "accuracy"}  # with a probe: sentiment accuracy of a logistic head
+
+
+def study_recipe(name: str, trials: int, quick: bool) -> dict:
+    """The shipped recipe with the study's search block (and, ``quick``, one epoch a stage)."""
+    import yaml
+
+    from edgesmith.conf.recipe import resolve_recipe_path
+
+    raw = yaml.safe_load(resolve_recipe_path(name).read_text())
+    raw["export"]["formats"] = ["onnx"]  # the objectives' runtime: the other formats cost minutes a trial
+    raw["export"]["precision"] = {}
+    if quick:
+        if raw["teacher"].get("train"):
+            raw["teacher"]["train"]["epochs"] = 1
+        raw["stages"] = [s for s in raw["stages"] if s["kind"] not in ("sensitivity", "qat")]
+        for s in raw["stages"]:
+            if "epochs" in s:
+                s["epochs"] = 1
+    raw["search"] = {"trials": trials, "seed": 0, "sampler": "nsga2", "population": max(4, trials // 3),
+                     "space": copy.deepcopy(SPACES[name]), "objectives": OBJECTIVES, "shipped": True,
+                     "threads": 1, "batch": 1, "iterations": 200, "min_seconds": 0.5}
+    return raw
+
+
+def figures(result: dict) -> dict:
+    """What the issue's targets read from a finished search."""
+    refs = {r["name"].split(" [")[0]: r for r in result["references"]}
+    shipped = refs.get("shipped recipe", {})
+    int8 = refs.get("teacher-int8-dynamic", {})
+    acc, lat = "accuracy", "latency[cpu/onnxruntime]"
+    rows = [r for r in result["rows"] if r.get("values")]
+    beats_int8 = [r["number"] for r in rows if int8.get("values") and r["values"][acc] >= int8["values"][acc]
+                  and r["values"][lat] < int8["values"][lat]]
+    steps = result["stages_per_trial"]
+    return {"host_cpu": result["host_cpu"], "trials": result["complete"], "failed": result["failed"],
+            "front_size": len(result["front"]), "front": result["front"],
+            "shipped_dominated_by": shipped.get("dominated_by"), "shipped_values": shipped.get("values"),
+            "int8_teacher_values": int8.get("values"), "as_accurate_and_faster_than_int8_teacher": beats_int8,
+            "stage_executions": result["stage_executions"], "stage_slots": steps * result["trials"],
+            "stage_reuses": result["stage_reuses"], "timing_overlaps": result["timing"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", choices=sorted(SPACES))
+    p.add_argument("--trials", type=int)
+    p.add_argument("--quick", action="store_true", help="one epoch a stage, no report-only stages")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--ray", metavar="ADDRESS", help="run the trials on Ray ('local' for a local instance)")
+    args = p.parse_args(argv)
+    from edgesmith.search import search
+
+    trials = args.trials or {"fashion-mnist": 24, "minilm-sentiment": 12}.get(args.recipe, 6)
+    out = args.out or Path("runs") / f"study-search-{args.recipe}{'-quick' if args.quick else ''}"
+    t0 = time.perf_counter()
+    result = search(study_recipe(args.recipe, trials, args.quick), out, ray_address=args.ray)
+    fig = {**figures(result), "wall_s": round(time.perf_counter() - t0, 1), "recipe": args.recipe,
+           "quick": args.quick}
+    (Path(out) / "study.json").write_text(json.dumps(fig, indent=2) + "\n")
+    print(json.dumps(fig, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
