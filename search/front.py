@@ -47,11 +47,10 @@ def dominates(a: dict, b: dict, objectives) -> bool:
 
 
 def _same_latency(a: float, b: float, ca: list | None, cb: list | None) -> bool:
-    from edgesmith.pipeline.steps import SLOWER_MARGIN
+    """Whether two p50s are the same by the benchmarks' one rule (:func:`~edgesmith.benchmarks.stats.compare_latency`)."""
+    from edgesmith.benchmarks.stats import compare_latency
 
-    lo, hi = sorted((a, b))
-    overlap = bool(ca and cb and ca[0] <= cb[1] and cb[0] <= ca[1])
-    return hi <= lo * (1 + SLOWER_MARGIN) or overlap
+    return compare_latency({"p50": a, "p50_ci": ca}, {"p50": b, "p50_ci": cb}) == "same"
 
 
 def _ci(row: dict, o) -> list[float] | None:
