@@ -129,17 +129,17 @@ def fit(
                 if size > 1:
                     part, weight = _shard(batch, rank, size)
                     loss = ddp(part, weight)
-                    seen = loss.detach().clone()  # the global batch's mean loss, the same on every rank
-                    dist.all_reduce(seen)
-                    seen /= size
+                    mean = loss.detach().clone()  # the global batch's mean loss, the same on every rank
+                    dist.all_reduce(mean)
+                    mean /= size
                 else:
-                    loss = seen = loss_fn(model, batch)
-                if not torch.isfinite(seen):
+                    loss = mean = loss_fn(model, batch)
+                if not torch.isfinite(mean):
                     if best_state is not None:
                         model.load_state_dict(best_state)
                     kept = f"; best weights (epoch {best_epoch + 1}) kept in {checkpoint_dir}" if checkpoint_dir and best_state else ""
                     raise StageError(
-                        f"{desc}: loss became {seen.item()} at epoch {epoch + 1} step {step + 1}{kept}; "
+                        f"{desc}: loss became {mean.item()} at epoch {epoch + 1} step {step + 1}{kept}; "
                         f"lower the learning rate (lr={lr})"
                     )
                 opt.zero_grad(set_to_none=True)
@@ -147,7 +147,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
                 sched.step()
-                running += seen.item() * len(batch)
+                running += mean.item() * len(batch)
                 n += len(batch)
                 seen += len(batch)
                 rate = seen / max(time.perf_counter() - t0, 1e-9)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import edgesmith
-from edgesmith.pipeline import steps
+from edgesmith.pipeline.runner import STEP_RUNS
 
 FAST = [
     "teacher.train.epochs=3",
@@ -56,7 +56,7 @@ def test_interrupted_run_resumes_with_identical_artifacts(reference, tmp_path, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(steps, "run_export", interrupted)
+    monkeypatch.setitem(STEP_RUNS, "export", interrupted)
     with pytest.raises(KeyboardInterrupt):
         edgesmith.run("digits-quick", out, overrides=FAST)
     finished = sorted(p.name for p in out.iterdir() if p.is_dir())
