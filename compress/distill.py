@@ -28,7 +28,7 @@ from edgesmith.models.tasks import Task, TensorSet
 class DistillConfig(StageConfig):
     kind = "distill"
     loss: Literal["auto", "logit", "embedding", "hidden"] = "auto"
-    epochs: int = field(default=3, metadata=at_least(1))
+    epochs: int = field(default=3, metadata=at_least(0))  # 0: keep the student as built (a static table)
     lr: float = field(default=1e-3, metadata=at_least(0, open_=True))
     batch_size: int = field(default=64, metadata=at_least(1))
     weight_decay: float = field(default=0.01, metadata=at_least(0))
@@ -105,6 +105,8 @@ def distill(
         raise RecipeError("loss", f"'{loss_kind}' needs a sentence encoder; this is a {task.kind} model: use 'logit'")
     if loss_kind == "hidden" and not all(hasattr(m, "forward_with_hidden") for m in (student, teacher)):
         raise RecipeError("loss", "'hidden' needs SentenceEncoder student and teacher; use 'embedding'")
+    if config.epochs == 0:
+        return student.eval(), FitResult(None, 0, 0)
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
     cached = TensorSet(train.inputs, train.labels,

