@@ -1,0 +1,1 @@
+"""Studies: runs of the pipeline compared with each other and with peer tools."""
