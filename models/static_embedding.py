@@ -2,10 +2,13 @@
 
 Every vocabulary token is run through the teacher alone (``[CLS] token [SEP]``,
 batched) and its mean-pooled hidden state kept; PCA reduces those vectors to
-``dim``; each row is scaled by a frequency weight (SIF, ``a / (a + p(token))``
+``dim`` (without centring, so the transposed components map a sentence vector
+back into the teacher's space: the output is comparable with stored teacher
+embeddings, which model2vec's output is not); each row is scaled by a frequency weight (SIF, ``a / (a + p(token))``
 with ``p`` counted on the distillation corpus, so frequent tokens such as "the"
-count little); special tokens get zero rows. As a module it is a gather and a
-masked mean, L2-normalised like the teacher's embeddings, so it exports to ONNX,
+count little); special tokens get zero rows. As a module it is a gather, a
+masked mean and (``dim`` below the teacher's width) a ``dim x width`` projection,
+L2-normalised like the teacher's embeddings, so it exports to ONNX,
 TFLite and ExecuTorch through the ordinary exporters and its table quantizes to
 int8 (``Gather`` in the ``x86-dynamic`` preset). A ``distill`` stage can then
 fine-tune the table towards the teacher's sentence embeddings, which model2vec
@@ -33,13 +36,19 @@ from edgesmith.errors import EdgesmithError
 
 
 class StaticEmbedding(nn.Module):
-    """``(input_ids, attention_mask) -> embeddings``: the masked mean of the tokens' rows."""
+    """``(input_ids, attention_mask) -> embeddings``: the masked mean of the tokens' rows,
+    then ``projection`` (``(dim, width)``, e.g. the transposed PCA components) if given."""
 
-    def __init__(self, table: torch.Tensor, normalize: bool = True):
+    def __init__(self, table: torch.Tensor, projection: torch.Tensor | None = None, normalize: bool = True):
         super().__init__()
         self.word_embeddings = nn.Embedding(table.shape[0], table.shape[1])
         with torch.no_grad():
             self.word_embeddings.weight.copy_(table)
+        self.projection = None
+        if projection is not None:
+            self.projection = nn.Linear(projection.shape[0], projection.shape[1], bias=False)
+            with torch.no_grad():
+                self.projection.weight.copy_(projection.T)
         self.normalize = normalize
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -49,6 +58,8 @@ class StaticEmbedding(nn.Module):
         vectors = self.word_embeddings(input_ids)
         mask = attention_mask.unsqueeze(-1).to(vectors.dtype)
         emb = (vectors * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if self.projection is not None:
+            emb = self.projection(emb)
         return F.normalize(emb, p=2, dim=-1) if self.normalize else emb
 
 
@@ -85,12 +96,15 @@ def sif_weights(tokenizer: Any, texts: Sequence[str], a: float = 1e-3) -> np.nda
     return a / (a + p)
 
 
-def pca(x: np.ndarray, dim: int) -> np.ndarray:
-    """``x`` centred and projected on its ``dim`` leading principal components (an
-    eigendecomposition of the ``width x width`` covariance: cheap for a tall table)."""
-    x = x - x.mean(0, keepdims=True)
+def pca(x: np.ndarray, dim: int, center: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(x @ V, V)``: ``x`` projected on its ``dim`` leading principal directions ``V``
+    (``width x dim``, orthonormal), from an eigendecomposition of the ``width x width``
+    second-moment matrix (cheap for a tall table); ``center`` subtracts the mean first."""
+    if center:
+        x = x - x.mean(0, keepdims=True)
     _, vecs = np.linalg.eigh(x.T @ x)
-    return x @ vecs[:, ::-1][:, :dim]
+    v = vecs[:, ::-1][:, :dim]
+    return x @ v, v
 
 
 def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim: int = 256,
@@ -116,30 +130,33 @@ def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim
     if path is not None and path.is_file():
         from safetensors.torch import load_file
 
-        return StaticEmbedding(load_file(str(path))["table"], normalize)
+        saved = load_file(str(path))
+        return StaticEmbedding(saved["table"], saved.get("projection"), normalize)
     vectors = token_vectors(teacher, tokenizer).numpy().astype(np.float64)
     width = vectors.shape[1]
     if not 1 <= dim <= width:
         raise EdgesmithError(f"student.kwargs.dim: {dim} must be between 1 and the teacher's width ({width})")
-    table = pca(vectors, dim)
+    table, components = pca(vectors, dim)
     if weighting == "sif":
         table *= sif_weights(tokenizer, texts, sif_a)[:, None]
     table[list(tokenizer.all_special_ids)] = 0.0
     table = torch.from_numpy(table.astype(np.float32))
+    projection = None if dim == width else torch.from_numpy(components.T.astype(np.float32)).contiguous()
     if path is not None:
         from safetensors.torch import save
 
         from edgesmith import atomic
 
-        atomic.write_bytes(path, save({"table": table.contiguous()}))
-    return StaticEmbedding(table, normalize)
+        atomic.write_bytes(path, save({"table": table.contiguous(), **({"projection": projection} if projection
+                                                                        is not None else {})}))
+    return StaticEmbedding(table, projection, normalize)
 
 
 def _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a):
     from edgesmith.cache import cache_root
     from edgesmith.compress.targets import model_fingerprint
 
-    h = hashlib.sha256(f"v1:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}".encode())
+    h = hashlib.sha256(f"v2:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}".encode())
     h.update("\x00".join(sorted(tokenizer.get_vocab())).encode())
     if weighting == "sif":
         h.update("\x00".join(texts).encode())

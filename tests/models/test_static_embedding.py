@@ -40,6 +40,10 @@ def test_forward_is_a_masked_mean():
     g = torch.Generator().manual_seed(0)
     table = torch.randn(10, 4, generator=g)
     m = StaticEmbedding(table, normalize=False)
+    proj = torch.randn(4, 6, generator=g)
+    torch.testing.assert_close(StaticEmbedding(table, proj, normalize=False)(torch.tensor([[1, 2]]),
+                                                                             torch.ones(1, 2, dtype=torch.long)),
+                               table[[1, 2]].mean(0, keepdim=True) @ proj)
     ids, mask = torch.tensor([[1, 2, 3, 0], [4, 0, 0, 0]]), torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
     out = m(ids, mask)
     torch.testing.assert_close(out[0], table[[1, 2, 3]].mean(0))
@@ -50,9 +54,12 @@ def test_forward_is_a_masked_mean():
 
 def test_pca_and_sif(tok):
     x = np.random.default_rng(0).standard_normal((50, 8)) @ np.diag([5, 4, 3, 2, 1, 0.1, 0.1, 0.1])
-    y = pca(x, 3)
-    assert y.shape == (50, 3) and np.allclose(y.mean(0), 0)
+    y, v = pca(x, 3, center=True)
+    assert y.shape == (50, 3) and v.shape == (8, 3) and np.allclose(y.mean(0), 0)
     assert np.all(np.diff(y.var(0)) < 0)  # components in decreasing variance
+    assert np.allclose(v.T @ v, np.eye(3))
+    full, v = pca(x, 8)  # uncentred, all directions: an isometry, so V maps back exactly
+    assert np.allclose(full @ v.T, x)
     w = sif_weights(tok, TEXTS)
     the, cat, unseen = (tok.convert_tokens_to_ids(t) for t in ("the", "cat", "zebra"))
     assert w[the] < w[cat] < w[unseen] <= 1.0  # frequent tokens weigh less
@@ -99,6 +106,7 @@ def test_registered_for_recipes_and_exports_with_int8_table(tok, small_teacher, 
     model = build_student(StudentConfig(arch="static", kwargs={"dim": 16}), small_teacher, None, None, None,
                           tok, TEXTS)
     assert isinstance(model, StaticEmbedding) and model.word_embeddings.embedding_dim == 16
+    assert model.projection.weight.shape == (64, 16)  # back to the teacher's width: comparable embeddings
     task = EmbeddingTask(tok, 32)
     data = task.tensors(RawData("text", [f"{t} number {i}" for i, t in enumerate(TEXTS)]))
     example = tuple(t[:2].clone() for t in task.prepare(data.inputs))
