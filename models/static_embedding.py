@@ -39,16 +39,19 @@ class StaticEmbedding(nn.Module):
     """``(input_ids, attention_mask) -> embeddings``: the masked mean of the tokens' rows,
     then ``projection`` (``(dim, width)``, e.g. the transposed PCA components) if given."""
 
-    def __init__(self, table: torch.Tensor, projection: torch.Tensor | None = None, normalize: bool = True):
+    def __init__(self, table: torch.Tensor, projection: torch.Tensor | None = None, normalize: bool = True,
+                 bias: torch.Tensor | None = None):
         super().__init__()
         self.word_embeddings = nn.Embedding(table.shape[0], table.shape[1])
         with torch.no_grad():
             self.word_embeddings.weight.copy_(table)
         self.projection = None
         if projection is not None:
-            self.projection = nn.Linear(projection.shape[0], projection.shape[1], bias=False)
+            self.projection = nn.Linear(projection.shape[0], projection.shape[1], bias=bias is not None)
             with torch.no_grad():
                 self.projection.weight.copy_(projection.T)
+                if bias is not None:
+                    self.projection.bias.copy_(bias)
         self.normalize = normalize
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -108,7 +111,7 @@ def pca(x: np.ndarray, dim: int, center: bool = False) -> tuple[np.ndarray, np.n
 
 
 def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim: int = 256,
-                   weighting: str = "sif", sif_a: float = 1e-3, normalize: bool = True,
+                   weighting: str = "sif", sif_a: float = 1e-3, normalize: bool = True, center: bool = False,
                    cache: bool = True) -> StaticEmbedding:
     """A :class:`StaticEmbedding` distilled from ``teacher`` (no training).
 
@@ -120,43 +123,69 @@ def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim
         weighting: ``sif`` (corpus frequencies) or ``none``.
         sif_a: SIF's smoothing constant ``a``.
         normalize: L2-normalise the output like the teacher.
+        center: Centre the token vectors before PCA (as model2vec does: the common direction
+            every token shares is removed from the table); the projection back to the teacher's
+            width then adds it back as a bias, ``mean weight x mean vector``.
         cache: Keep the table in the run cache, keyed by teacher, tokenizer, corpus and settings.
     """
     if weighting not in ("sif", "none"):
         raise EdgesmithError(f"student.kwargs.weighting: '{weighting}' is not known; use 'sif' or 'none'")
     if tokenizer is None:
         raise EdgesmithError("student.arch 'static' needs a text teacher with a tokenizer")
-    path = _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a) if cache else None
+    path = _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a, center) if cache else None
     if path is not None and path.is_file():
         from safetensors.torch import load_file
 
         saved = load_file(str(path))
-        return StaticEmbedding(saved["table"], saved.get("projection"), normalize)
-    vectors = token_vectors(teacher, tokenizer).numpy().astype(np.float64)
+        return StaticEmbedding(saved["table"], saved.get("projection"), normalize, saved.get("bias"))
+    vectors = _cached_vectors(teacher, tokenizer, cache).astype(np.float64)
     width = vectors.shape[1]
     if not 1 <= dim <= width:
         raise EdgesmithError(f"student.kwargs.dim: {dim} must be between 1 and the teacher's width ({width})")
-    table, components = pca(vectors, dim)
-    if weighting == "sif":
-        table *= sif_weights(tokenizer, texts, sif_a)[:, None]
+    table, components = pca(vectors, dim, center)
+    weights = sif_weights(tokenizer, texts, sif_a) if weighting == "sif" else np.ones(len(table))
+    table *= weights[:, None]
     table[list(tokenizer.all_special_ids)] = 0.0
+    bias = torch.from_numpy((weights.mean() * vectors.mean(0)).astype(np.float32)) if center else None
     table = torch.from_numpy(table.astype(np.float32))
-    projection = None if dim == width else torch.from_numpy(components.T.astype(np.float32)).contiguous()
+    projection = None if dim == width and not center else torch.from_numpy(
+        components.T.astype(np.float32)).contiguous()
     if path is not None:
         from safetensors.torch import save
 
         from edgesmith import atomic
 
-        atomic.write_bytes(path, save({"table": table.contiguous(), **({"projection": projection} if projection
-                                                                        is not None else {})}))
-    return StaticEmbedding(table, projection, normalize)
+        extra = {k: v for k, v in (("projection", projection), ("bias", bias)) if v is not None}
+        atomic.write_bytes(path, save({"table": table.contiguous(), **extra}))
+    return StaticEmbedding(table, projection, normalize, bias)
 
 
-def _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a):
+def _cached_vectors(teacher: nn.Module, tokenizer: Any, cache: bool) -> np.ndarray:
+    """:func:`token_vectors`, kept in the run cache by teacher and vocabulary (the slow part:
+    one teacher pass per token), so other widths and weightings cost seconds."""
+    if not cache:
+        return token_vectors(teacher, tokenizer).numpy()
+    from safetensors.torch import load_file, save
+
+    from edgesmith import atomic
     from edgesmith.cache import cache_root
     from edgesmith.compress.targets import model_fingerprint
 
-    h = hashlib.sha256(f"v2:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}".encode())
+    h = hashlib.sha256(f"vectors-v1:{model_fingerprint(teacher)}".encode())
+    h.update("\x00".join(sorted(tokenizer.get_vocab())).encode())
+    path = cache_root() / "static" / f"vectors-{h.hexdigest()[:32]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["vectors"].numpy()
+    vectors = token_vectors(teacher, tokenizer)
+    atomic.write_bytes(path, save({"vectors": vectors.contiguous()}))
+    return vectors.numpy()
+
+
+def _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a, center=False):
+    from edgesmith.cache import cache_root
+    from edgesmith.compress.targets import model_fingerprint
+
+    h = hashlib.sha256(f"v2:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}{':c' if center else ''}".encode())
     h.update("\x00".join(sorted(tokenizer.get_vocab())).encode())
     if weighting == "sif":
         h.update("\x00".join(texts).encode())

@@ -80,14 +80,21 @@ def test_static_student_from_teacher_cached(tok, small_teacher, cache_dir):
     table = m.word_embeddings.weight.detach()
     assert table.shape == (len(tok), 16)
     assert torch.all(table[tok.all_special_ids] == 0) and table[tok.convert_tokens_to_ids("cat")].abs().sum() > 0
-    files = list((cache_dir / "static").iterdir())
-    assert len(files) == 1
+    files = [f for f in (cache_dir / "static").iterdir() if not f.name.startswith("vectors-")]
+    assert len(files) == 1 and len(list((cache_dir / "static").glob("vectors-*"))) == 1
     again = static_student(small_teacher, tok, TEXTS, dim=16)  # read from the cache
     assert torch.equal(again.word_embeddings.weight, m.word_embeddings.weight)
     # another corpus, width or weighting is another entry
-    keys = {_cache_path(small_teacher, tok, t, d, w, 1e-3)
-            for t, d, w in ((TEXTS, 16, "sif"), (TEXTS[:3], 16, "sif"), (TEXTS, 32, "sif"), (TEXTS, 16, "none"))}
-    assert len(keys) == 4 and files[0] in keys
+    keys = {_cache_path(small_teacher, tok, t, d, w, 1e-3, c) for t, d, w, c in (
+        (TEXTS, 16, "sif", False), (TEXTS[:3], 16, "sif", False), (TEXTS, 32, "sif", False),
+        (TEXTS, 16, "none", False), (TEXTS, 16, "sif", True))}
+    assert len(keys) == 5 and files[0] in keys
+    centred = static_student(small_teacher, tok, TEXTS, dim=16, center=True)  # token vectors from the cache
+    assert centred.projection.bias is not None and centred.projection.weight.shape == (64, 16)
+    ids = torch.tensor([tok.convert_tokens_to_ids(["the", "cat"])])
+    a, b = centred(ids, torch.ones_like(ids)), m(ids, torch.ones_like(ids))
+    assert a.shape == b.shape == (1, 64) and torch.allclose(a.norm(dim=-1), torch.ones(1))
+    assert not torch.allclose(a, b, atol=1e-3)  # the mean direction is handled differently
     from edgesmith.errors import EdgesmithError
 
     with pytest.raises(EdgesmithError, match="weighting"):
