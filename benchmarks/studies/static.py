@@ -3,7 +3,8 @@ one run: sentiment-probe accuracy (logistic regression on frozen embeddings,
 2,000 / 2,000 VADER movie snippets), shipped file size, batch-1 p50.
 
     python -m edgesmith.benchmarks.studies.static --out runs/static-study \\
-        [--model2vec-python /tmp/m2v/bin/python] [--set benchmark.iterations=50 ...]
+        [--model2vec-python /tmp/m2v/bin/python] [--model2vec-out runs/static-study/model2vec] \
+        [--set benchmark.iterations=50 ...]
 
 It runs the ``minilm-static`` recipe twice: as built (``stages.distill.epochs=0``:
 teacher token vectors, PCA, SIF weights; what model2vec does) and fine-tuned by
@@ -37,8 +38,9 @@ def _row(summary: dict, label: str) -> dict:
             "teacher_torch_p50_ms": (bench.get(("teacher", "torch")) or {}).get("latency_ms", {}).get("p50")}
 
 
-def _model2vec(python: str, seed: int, out: Path) -> dict:
-    """Distil with model2vec in its own interpreter; score its embeddings with our probe protocol."""
+def _model2vec(python: str | None, seed: int, out: Path) -> dict:
+    """Distil with model2vec in its own interpreter (skipped when ``out`` already holds its
+    results for these probe texts); score its embeddings with our probe protocol."""
     import numpy as np
 
     from edgesmith.conf.recipe import load_recipe
@@ -49,10 +51,17 @@ def _model2vec(python: str, seed: int, out: Path) -> dict:
     recipe = load_recipe("minilm-static")
     train, test = load_probe(recipe.probe, seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "texts.json").write_text(json.dumps({"probe": list(train.x) + list(test.x), "latency": test.x[0]}))
-    worker = Path(__file__).with_name("_model2vec_worker.py")
-    subprocess.run([python, str(worker), str(package_model_path(recipe.teacher.package)), str(out / "texts.json"),
-                    str(out), "256"], check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    texts = json.dumps({"probe": list(train.x) + list(test.x), "latency": test.x[0]})
+    done = (out / "model2vec.json").is_file() and (out / "texts.json").is_file() \
+        and (out / "texts.json").read_text() == texts
+    if not done:
+        if python is None:
+            raise SystemExit(f"{out}: no model2vec results for these probe texts; pass --model2vec-python")
+        (out / "texts.json").write_text(texts)
+        worker = Path(__file__).with_name("_model2vec_worker.py")
+        subprocess.run([python, str(worker), str(package_model_path(recipe.teacher.package)),
+                        str(out / "texts.json"), str(out), "256"], check=True,
+                       env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     info = json.loads((out / "model2vec.json").read_text())
     emb = np.load(out / "probe_embeddings.npy")
     head = fit_probe_head(emb[: len(train)], train.y, recipe.probe.C)
@@ -67,7 +76,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/static-study")
-    ap.add_argument("--model2vec-python", default=None)
+    ap.add_argument("--model2vec-python", default=None, help="a python with model2vec[distill]==0.10.0")
+    ap.add_argument("--model2vec-out", default=None, help="keep (and reuse) model2vec's results here")
     ap.add_argument("--set", action="append", default=[], help="recipe override for both runs")
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args(argv)
@@ -80,9 +90,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "size_bytes": teacher["size_bytes"], "precision": "fp32",
              "p50_ms": _row(tuned, "")["teacher_torch_p50_ms"]},
             _row(built, "static, as built (PCA + SIF)"), _row(tuned, "static, fine-tuned by distillation")]
-    if args.model2vec_python:
+    if args.model2vec_out:
+        rows.append(_model2vec(args.model2vec_python, 0, Path(args.model2vec_out)))
+    elif args.model2vec_python:
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(_model2vec(args.model2vec_python, tuned.get("seed", 0), Path(tmp)))
+            rows.append(_model2vec(args.model2vec_python, 0, Path(tmp)))
     print(f"{'model':42} {'probe acc':>9} {'cosine':>7} {'R@1':>6} {'size':>9} {'p50':>9}")
     for r in rows:
         cos = "-" if r["cosine_to_teacher"] is None else f"{r['cosine_to_teacher']:.3f}"
