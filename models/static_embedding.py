@@ -142,7 +142,10 @@ def static_student(teacher: nn.Module, tokenizer: Any, texts: Sequence[str], dim
     width = vectors.shape[1]
     if not 1 <= dim <= width:
         raise EdgesmithError(f"student.kwargs.dim: {dim} must be between 1 and the teacher's width ({width})")
-    table, components = pca(vectors, dim, center)
+    if dim == width and not center:  # no reduction: the teacher's own token vectors, no projection
+        table, components = vectors.copy(), np.eye(width)
+    else:
+        table, components = pca(vectors, dim, center)
     weights = sif_weights(tokenizer, texts, sif_a) if weighting == "sif" else np.ones(len(table))
     table *= weights[:, None]
     table[list(tokenizer.all_special_ids)] = 0.0
@@ -185,7 +188,7 @@ def _cache_path(teacher, tokenizer, texts, dim, weighting, sif_a, center=False):
     from edgesmith.cache import cache_root
     from edgesmith.compress.targets import model_fingerprint
 
-    h = hashlib.sha256(f"v2:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}{':c' if center else ''}".encode())
+    h = hashlib.sha256(f"v3:{dim}:{weighting}:{sif_a}:{model_fingerprint(teacher)}{':c' if center else ''}".encode())
     h.update("\x00".join(sorted(tokenizer.get_vocab())).encode())
     if weighting == "sif":
         h.update("\x00".join(texts).encode())

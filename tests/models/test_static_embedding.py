@@ -95,6 +95,13 @@ def test_static_student_from_teacher_cached(tok, small_teacher, cache_dir):
     a, b = centred(ids, torch.ones_like(ids)), m(ids, torch.ones_like(ids))
     assert a.shape == b.shape == (1, 64) and torch.allclose(a.norm(dim=-1), torch.ones(1))
     assert not torch.allclose(a, b, atol=1e-3)  # the mean direction is handled differently
+    full = static_student(small_teacher, tok, TEXTS, dim=64, weighting="none")  # full width: the raw vectors
+    assert full.projection is None
+    from edgesmith.models.static_embedding import _cached_vectors
+
+    cat = tok.convert_tokens_to_ids("cat")
+    vectors = torch.from_numpy(_cached_vectors(small_teacher, tok, True))
+    torch.testing.assert_close(full.word_embeddings.weight[cat], vectors[cat])
     from edgesmith.errors import EdgesmithError
 
     with pytest.raises(EdgesmithError, match="weighting"):
