@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesmith.compress.objectives import attention_kd_loss, contrastive_kd_loss
 from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.compress.targets import teacher_outputs
 from edgesmith.compress.train import FitResult, fit
@@ -29,7 +30,7 @@ from edgesmith.models.tasks import Task, TensorSet
 class DistillConfig(StageConfig):
     kind = "distill"
     loss: Literal["auto", "logit", "embedding", "hidden"] = "auto"
-    epochs: int = field(default=3, metadata=at_least(1))
+    epochs: int = field(default=3, metadata=at_least(0))  # 0: keep the student as built (a static table)
     lr: float = field(default=1e-3, metadata=at_least(0, open_=True))
     batch_size: int = field(default=64, metadata=at_least(1))
     weight_decay: float = field(default=0.01, metadata=at_least(0))
@@ -41,6 +42,10 @@ class DistillConfig(StageConfig):
     hidden_weight: float = field(default=1.0, metadata=at_least(0))
     mse_weight: float = field(default=1.0, metadata=at_least(0))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    # stronger objectives for sentence encoders (compress/objectives.py), off by default
+    contrastive_weight: float = field(default=0.0, metadata=at_least(0))
+    contrastive_temperature: float = field(default=0.05, metadata=at_least(0, open_=True))
+    attention_weight: float = field(default=0.0, metadata=at_least(0))
 
     def validate(self) -> None:
         if self.cosine_weight == 0 and self.mse_weight == 0:
@@ -106,6 +111,13 @@ def distill(
         raise RecipeError("loss", f"'{loss_kind}' needs a sentence encoder; this is a {task.kind} model: use 'logit'")
     if loss_kind == "hidden" and not all(hasattr(m, "forward_with_hidden") for m in (student, teacher)):
         raise RecipeError("loss", "'hidden' needs SentenceEncoder student and teacher; use 'embedding'")
+    if (config.contrastive_weight or config.attention_weight) and loss_kind != "embedding":
+        raise RecipeError("contrastive_weight" if config.contrastive_weight else "attention_weight",
+                          f"adds to the 'embedding' loss, not '{loss_kind}'; set loss: embedding or set it to 0")
+    if config.attention_weight and not all(hasattr(m, "forward_with_hidden") for m in (student, teacher)):
+        raise RecipeError("attention_weight", "needs transformer student and teacher (SentenceEncoder); set it to 0")
+    if config.epochs == 0:
+        return student.eval(), FitResult(None, 0, 0)
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
     cached = TensorSet(train.inputs, train.labels,
@@ -114,10 +126,16 @@ def distill(
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
         if loss_kind == "hidden":
             return hidden_kd_loss(model, teacher, *batch.inputs, batch.aux, config)
-        out = model(*batch.inputs)
+        if config.attention_weight:
+            out, attention = attention_kd_loss(model, teacher, *batch.inputs)
+        else:
+            out, attention = model(*batch.inputs), 0.0
         if loss_kind == "logit":
             return logit_kd_loss(out, batch.aux, batch.labels, config.temperature, config.alpha)
-        return embedding_kd_loss(out, batch.aux, config.cosine_weight, config.mse_weight)
+        loss = embedding_kd_loss(out, batch.aux, config.cosine_weight, config.mse_weight)
+        if config.contrastive_weight:
+            loss = loss + config.contrastive_weight * contrastive_kd_loss(out, batch.aux, config.contrastive_temperature)
+        return loss + config.attention_weight * attention
 
     validate = None
     if val is not None and len(val):

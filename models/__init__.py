@@ -22,6 +22,18 @@ def _convnet(**kw: Any):
 
 ARCHS.register("convnet")(_convnet)
 
+# students built from a text teacher and its tokenizer (and the corpus), not from image shapes
+TEXT_ARCHS: Registry[Any] = Registry("text student architecture")
+
+
+def _static(teacher, tokenizer, texts, **kw: Any):
+    from edgesmith.models.static_embedding import static_student
+
+    return static_student(teacher, tokenizer, texts, **kw)
+
+
+TEXT_ARCHS.register("static")(_static)
+
 
 def build_arch(name: str, kwargs: dict, num_classes: int, in_channels: int, image_size: int):
     """An untrained classifier: an edgesmith architecture or any torchvision one."""
@@ -92,10 +104,17 @@ def _read_state_dict(path: str) -> dict:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def build_student(cfg, teacher, num_classes: int | None, in_channels: int | None, image_size: int | None):
-    """A new student module; the teacher is never modified."""
+def build_student(cfg, teacher, num_classes: int | None, in_channels: int | None, image_size: int | None,
+                  tokenizer: Any = None, texts: list[str] | None = None):
+    """A new student module; the teacher is never modified. A text architecture
+    (``static``) is built from the teacher, its ``tokenizer`` and the corpus ``texts``."""
     from edgesmith.models.encoder import encoder_layers, keep_layers_student
 
+    if cfg.arch in TEXT_ARCHS:
+        try:
+            return TEXT_ARCHS.get(cfg.arch)(teacher, tokenizer, list(texts or []), **cfg.kwargs)
+        except TypeError as e:
+            raise EdgesmithError(f"student.arch '{cfg.arch}': bad kwargs ({e})") from None
     if cfg.arch is not None:
         return build_arch(cfg.arch, cfg.kwargs, num_classes or 10, in_channels or 1, image_size or 28)
     n = len(encoder_layers(teacher))

@@ -128,7 +128,8 @@ class RunContext:
 
         torch.manual_seed(self.recipe.seed)  # same student initialisation on every (re-)run
         c, s = (None, None) if self.is_text else self.image_shape
-        return build_student(self.recipe.student, self.teacher, self.num_classes, c, s)
+        texts = list(self.raw["train"].x) if self.is_text else None
+        return build_student(self.recipe.student, self.teacher, self.num_classes, c, s, self.tokenizer, texts)
 
     def example_inputs(self, n: int = 2) -> tuple[torch.Tensor, ...]:
         """The first ``n`` eval samples, prepared as model inputs (what exporters trace with)."""

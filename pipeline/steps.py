@@ -253,7 +253,7 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
         # else an fp32 export kept in DIR/NN-benchmark/fp32/<format>/ that the bundle may ship instead)
         lowp = {f for f, e in export_info.items() if e.get("path") and e.get("precision") not in (None, "fp32")}
         fp32 = export_info.get("onnx", {}).get("fp32_path")
-        if fp32 and "onnx" in lowp:
+        if fp32 and "onnx" in lowp and "onnxruntime" in cfg.runtimes:
             parents["onnx"] = _fp32_parent(runner, model, runner.out / fp32)
         if lowp:
             files = {f: (runner.out / e["path"], "fp32") for f, e in parents.items()}

@@ -25,6 +25,7 @@ def onnx_scorer(ctx, name: str, model, kind: str, fix: str):
     task, threads = ctx.task, max(1, torch.get_num_threads())
     evals = (feeds(task, ctx.tensors["eval"]), task.length_order(ctx.tensors["eval"]))
     probe = (feeds(task, ctx.probe[1]), task.length_order(ctx.probe[1])) if ctx.probe is not None else None
+    retrieval = [(feeds(task, t), task.length_order(t)) for t in ctx.retrieval] if ctx.retrieval is not None else None
 
     def score(path, optimize: bool = True) -> tuple[dict, list]:
         outs = onnx_outputs(path, *evals, threads, optimize)
@@ -33,6 +34,11 @@ def onnx_scorer(ctx, name: str, model, kind: str, fix: str):
         m = task.metrics(torch.from_numpy(outs[0]), ctx.teacher_eval_outputs(), ctx.tensors["eval"].labels)
         if probe is not None:
             m["accuracy"] = ctx.score_outputs(onnx_outputs(path, *probe, threads, optimize)[0], name, model, "probe")
+        if retrieval is not None:  # the held-out retrieval check, on the file itself
+            from edgesmith.models.fidelity import retrieval_recall
+
+            q, d = (torch.from_numpy(onnx_outputs(path, *r, threads, optimize)[0]) for r in retrieval)
+            m.update(retrieval_recall(q, d))
         return m, outs
 
     return score

@@ -116,6 +116,16 @@ def test_dynamic_padding_and_bucketing_keep_the_numbers():
     assert full.length_order(data) is not None
 
 
+def test_fingerprint_of_a_cnn_with_batchnorm(resnet):
+    """0-d buffers (BatchNorm's num_batches_tracked) and bf16 tensors hash too, and the hash follows them."""
+    from edgesmith.compress.targets import model_fingerprint
+
+    before = model_fingerprint(resnet)
+    resnet.bn1.num_batches_tracked += 1
+    assert model_fingerprint(resnet) != before
+    assert model_fingerprint(torch.nn.Linear(2, 2).to(torch.bfloat16))
+
+
 @pytest.mark.parametrize("rows", [1, 4096, 4097])
 def test_shard_count(rows, bert, tmp_path, monkeypatch):
     monkeypatch.setattr(targets, "SHARD_ROWS", 4096)
