@@ -33,8 +33,10 @@ def check_arch(arch: str | None, kwargs: dict, num_classes: int | None = None,
         return
     import torch
 
-    from edgesmith.models import ARCHS
+    from edgesmith.models import ARCHS, TEXT_ARCHS
 
+    if arch in TEXT_ARCHS:  # built from the teacher and its tokenizer: its kwargs are checked when it is built
+        return
     kw = dict(kwargs)
     if arch in ARCHS:
         kw = {"num_classes": num_classes or 10, "in_channels": in_channels or 3, "image_size": 64, **kw}
@@ -43,7 +45,7 @@ def check_arch(arch: str | None, kwargs: dict, num_classes: int | None = None,
         import torchvision
 
         if arch not in torchvision.models.list_models():
-            raise RecipeError("arch", f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)} or a "
+            raise RecipeError("arch", f"unknown architecture {arch!r}; use one of {', '.join([*ARCHS, *TEXT_ARCHS])} or a "
                                       "torchvision model name (torchvision.models.list_models())")
         kw = {"weights": None, "num_classes": num_classes or 1000, **kw}
 

@@ -109,11 +109,11 @@ def test_static_student_from_teacher_cached(tok, small_teacher, cache_dir):
 
 
 def test_registered_for_recipes_and_exports_with_int8_table(tok, small_teacher, cache_dir, tmp_path):
+    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.conf.recipe import ExportConfig, StudentConfig
     from edgesmith.data.sources import RawData
     from edgesmith.export import get_exporter
     from edgesmith.export.parity import check_parity
-    from edgesmith.compress.quantize import preset, quantize_onnx
     from edgesmith.models import build_student
     from edgesmith.models.tasks import EmbeddingTask
 
