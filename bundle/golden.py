@@ -100,7 +100,8 @@ def _sweep_sha256(tokenizer: Any, stop: int = SWEEP_STOP) -> str:
     """sha256 of ``"<cp> <ids>\\n"`` for ``"a" + chr(cp) + "b"``, every non-surrogate code point below ``stop``."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else tokenizer.backend_tokenizer
+    tok = Tokenizer.from_str(backend.to_str())
     tok.no_truncation()
     tok.no_padding()
     cps = [c for c in range(stop) if not 0xD800 <= c <= 0xDFFF]
@@ -132,7 +133,7 @@ def _text_cases(bundle: Any) -> dict:
     emb = np.asarray(bundle.predict(TRICKY_TEXTS), dtype=np.float32)
     unit = emb / np.maximum(np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True), 1e-300)
     return {"max_length": pre.max_length, "texts": texts, "batches": batches,
-            "sweep": {"stop": SWEEP_STOP, "sha256": _sweep_sha256(pre.tokenizer)},
+            "sweep": {"stop": SWEEP_STOP, "sha256": _sweep_sha256(pre.fast[0] if pre.fast else pre.tokenizer)},
             "embeddings": [_floats(e) for e in emb],
             "cosines": [{"a": a, "b": b, "cosine": float(unit[a].astype(np.float64) @ unit[b])} for a, b in PAIRS]}
 

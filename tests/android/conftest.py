@@ -36,6 +36,6 @@ def goldens(digits, text, tmp_path_factory) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("golden")
     held = (np.asarray(digits.held.x) * 255).round().astype(np.uint8)
     image = write_golden(digits.bundle, out / "image.json", samples={"held": held, "inverted": 255 - held})
-    texts = write_golden(text.bundle, out / "text.json", samples={"held": text.held, "short": text.short[:100]})
+    texts = write_golden(text.bundle, out / "text.json", samples={"held": text.held, "short": text.short})
     return SimpleNamespace(image=out / "image.json", text=out / "text.json", image_data=image, text_data=texts,
                            digits=digits, texts=text)

