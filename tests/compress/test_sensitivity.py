@@ -258,9 +258,9 @@ def test_configs_round_trip_and_load_from_a_recipe():
     prune_cfg, lowrank_cfg = recipe.stage_configs[1], recipe.stage_configs[2]
     assert prune_cfg.auto == AutoConfig(target=0.5) and lowrank_cfg.auto.budget == "flops"
     assert [c.kind for c in recipe.stage_configs] == ["distill", "prune", "lowrank", "sensitivity", "quantize", "qat"]
-    with pytest.raises(RecipeError, match=r"digits-quick.yaml: stages\[1\]\.auto\.target: must be in \(0, 1\), got 1.5$"):
+    with pytest.raises(RecipeError, match=r"^--set stages.prune.auto.target=1.5: stages\[1\]\.auto\.target: must be in \(0, 1\), got 1.5$"):
         load_recipe("digits-quick", ["stages.prune.auto.target=1.5"])
-    with pytest.raises(RecipeError, match=r"digits-quick.yaml: stages\[3\]\.prune_ratios\[0\]: must be in \(0, 1\)"):
+    with pytest.raises(RecipeError, match=r"^--set stages.sensitivity.prune_ratios=\[1.0\]: stages\[3\]\.prune_ratios\[0\]: must be in \(0, 1\)"):
         load_recipe("digits-quick", ["stages.sensitivity.prune_ratios=[1.0]"])
 
 

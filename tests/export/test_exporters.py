@@ -5,6 +5,7 @@ parity tolerance; planted bugs must fail the gate."""
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -174,9 +175,18 @@ def test_corrupted_weight_fails_parity(exported, cnn: SimpleNamespace, fmt: str,
     bad = bias.copy()
     bad[3] += 0.5
     path = tmp_path / art.path.name
-    data = art.path.read_bytes()
-    assert data.count(bias.tobytes()) == 1, "the last layer's bias is stored once, raw"
-    path.write_bytes(data.replace(bias.tobytes(), bad.tobytes()))
+    if zipfile.is_zipfile(art.path):  # .pt2 / .ptl: edit the member holding it and keep the zip valid (CRCs)
+        with zipfile.ZipFile(art.path) as src, zipfile.ZipFile(path, "w") as dst:
+            hits = 0
+            for info in src.infolist():
+                member = src.read(info)
+                hits += member.count(bias.tobytes())
+                dst.writestr(info, member.replace(bias.tobytes(), bad.tobytes()))
+        assert hits == 1, "the last layer's bias is stored once, raw"
+    else:
+        data = art.path.read_bytes()
+        assert data.count(bias.tobytes()) == 1, "the last layer's bias is stored once, raw"
+        path.write_bytes(data.replace(bias.tobytes(), bad.tobytes()))
     result = check_parity(dataclasses.replace(art, path=path, files=[path]), case.model, case.task, case.data)
     assert not result["passed"] and result["max_abs_diff"] == pytest.approx(0.5, abs=1e-3)
     assert result["reason"].startswith("max_abs_diff")
