@@ -70,7 +70,7 @@ class OnnxQuantConfig(Config):
         include_nodes: Node names or fnmatch patterns to quantize (each must match);
             every other node is kept in float32. None quantizes every node.
         min_sqnr_db: Output SQNR vs fp32 on the calibration batch below which the
-            result is refused.
+            result is refused; None: no floor.
         check_on: Where that SQNR is measured: ``onnxruntime`` (its CPU int8
             kernels) or ``qdq-reference`` (Q/DQ evaluated in float, what a
             TensorRT-like backend computes; onnxruntime CPU numbers are reported too).
@@ -95,7 +95,7 @@ class OnnxQuantConfig(Config):
     op_types: list[str] | None = None
     exclude_nodes: list[str] = field(default_factory=list)
     include_nodes: list[str] | None = None
-    min_sqnr_db: float = 10.0
+    min_sqnr_db: float | None = 10.0
     check_on: Literal["onnxruntime", "qdq-reference"] = "onnxruntime"
     float_outputs: bool = False
     float_op_outputs: list[str] = field(default_factory=list)
@@ -558,7 +558,7 @@ def _check(ort: Any, src: Path, staged: Path, batches: list[dict], config: OnnxQ
             f"onnxruntime's int8 kernels on this CPU lose {lost:.1f} dB against the QDQ reference "
             "(u8 x s8 products saturate in int16 without VNNI); set reduce_range: true")
     sqnr = result["sqnr_db"] if config.check_on == "onnxruntime" else result["reference_sqnr_db"]
-    if sqnr < config.min_sqnr_db:
+    if config.min_sqnr_db is not None and sqnr < config.min_sqnr_db:
         hint = result["warnings"][0] if result["warnings"] else (
             "keep sensitive nodes in float (exclude_nodes), try another calibration, or a float precision")
         raise StageError(f"quantize: {config.precision} output SQNR {sqnr:.1f} dB vs fp32 ({config.check_on}) "

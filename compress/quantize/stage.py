@@ -269,14 +269,13 @@ def _plain_ptq(cfg: QuantizeConfig, fp32_path, out, calibration, evaluate, refer
     """Plain PTQ of ``fp32_path`` scored like the stage's file (for the advanced-PTQ
     comparison); ``{"error"}`` when its settings do not fit the plain graph."""
     import dataclasses
-    import math
 
     from edgesmith.compress.quantize.ort import quantize_onnx
     from edgesmith.errors import EdgesmithError
 
     samples = sum(len(next(iter(b.values()))) for b in calibration)
     try:  # no SQNR floor: the comparison wants plain PTQ's number even where it fails
-        info = quantize_onnx(fp32_path, out, dataclasses.replace(cfg.onnx_config(samples), min_sqnr_db=-math.inf),
+        info = quantize_onnx(fp32_path, out, dataclasses.replace(cfg.onnx_config(samples), min_sqnr_db=None),
                              calibration)
         m = evaluate(out)
     except EdgesmithError as e:

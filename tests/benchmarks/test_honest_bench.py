@@ -106,8 +106,12 @@ def _bundle(root: Path, files: dict[str, tuple[Path, str]]) -> Path:
         shutil.copy(src, root / rel)
         formats[fmt] = {"path": rel, "runtime": runtime, "precision": "fp32"}
         checksums.append({"path": rel, "size": (root / rel).stat().st_size, "sha256": sha256_file(root / rel)})
-    (root / "edgesmith.json").write_text(json.dumps({"schema_version": 1, "source": {"recipe": "tiny"},
-                                                     "formats": formats, "checksums": checksums}))
+    manifest = {"schema_version": 1, "source": {"recipe": "tiny"}, "task": "classification",
+                "inputs": [{"name": "x", "shape": [1, 8], "dtype": "float32"}],
+                "outputs": [{"name": "y", "shape": [1, 4], "dtype": "float32", "meaning": "logits"}],
+                "preprocessing": {"kind": "image", "channels": 1, "size": [1, 8], "mean": [0.0], "std": [1.0]},
+                "labels": None, "formats": formats, "checksums": checksums}
+    (root / "edgesmith.json").write_text(json.dumps(manifest))
     return root
 
 
