@@ -42,7 +42,7 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     import re
 
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value or ""):
-        raise click.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N")
+        raise UserError(f"--device: unknown device {value!r}; use auto, cpu, cuda or cuda:N")
     return value
 
 
@@ -446,9 +446,9 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
     """Drift of a bundle's traffic from its reference profile, three ways:
 
     \b
-    edgesmith drift BUNDLE INPUT          all of INPUT (as for predict) as one window
-    edgesmith drift REPORTS.jsonl...      timeline per statistic of a device's / many devices' reports
-    edgesmith drift merge REPORTS... -o fleet.jsonl   one scored window of all of them
+    edgesmith drift BUNDLE INPUT        all of INPUT (as for predict), one window
+    edgesmith drift REPORTS.jsonl...    timeline per statistic, one or more devices
+    edgesmith drift merge R... -o F     one scored window of all of them
 
     Every score has a p-value; no alarm below the window's minimum sample."""
     from edgesmith.bundle.telemetry.views import drift_bundle, drift_merge, drift_reports
@@ -470,7 +470,11 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
         sys.exit(3)
 
 
-@main.command()
+@main.command(short_help="Pareto search over a recipe's search: block.", epilog="""\b
+Examples:
+  edgesmith search conf/recipes/fashion-mnist.yaml --trials 24
+  edgesmith search fashion-mnist --show
+  edgesmith search fashion-mnist --export-recipe 7 --to best.yaml""")
 @click.argument("recipe", required=False)
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Search folder (default runs/<recipe>-search).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
@@ -506,7 +510,9 @@ def search(recipe, out, overrides, trials, references, db, ray_address, ray_work
     _console().print(f"search: {Path(result['run_dir']) / 'search.json'}  (--export-recipe N writes a trial's recipe)")
 
 
-@main.command()
+@main.command(short_help="Serve the browser demo for a bundle on localhost.", epilog="""\b
+Example:
+  edgesmith demo runs/digits-quick/bundle --port 8765""")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")

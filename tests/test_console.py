@@ -106,4 +106,4 @@ def test_each_finished_stage_prints_a_result_line():
 
     from edgesmith.pipeline import runner
 
-    assert "log(stage_result_line(info))" in inspect.getsource(runner.Runner.run)
+    assert "log(stage_result_line(info))" in inspect.getsource(runner.Runner._run)
