@@ -447,7 +447,7 @@ def drift(args: tuple[str, ...], runtime: str | None, as_json: bool, fail_on: st
 
     \b
     edgesmith drift BUNDLE INPUT        all of INPUT (as for predict), one window
-    edgesmith drift REPORTS.jsonl...    timeline per statistic, one or more devices
+    edgesmith drift REPORTS.jsonl...    a timeline per statistic, all devices
     edgesmith drift merge R... -o F     one scored window of all of them
 
     Every score has a p-value; no alarm below the window's minimum sample."""
