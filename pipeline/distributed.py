@@ -46,7 +46,10 @@ def setup(recipe, out: str | Path | None, device: str | None):
         os.environ["EDGESMITH_QUIET"] = "1"
         scratch = Path(tempfile.mkdtemp(prefix=f"edgesmith-rank{rank}-"))
         if out.is_dir():
-            shutil.copytree(out, scratch / "run", copy_function=_link, symlinks=True)
+            from edgesmith.pipeline.lock import LOCK
+
+            # not the lock file: a hard link shares its inode, so rank 0's flock would block this rank's run
+            shutil.copytree(out, scratch / "run", copy_function=_link, symlinks=True, ignore=shutil.ignore_patterns(LOCK))
         atexit.register(shutil.rmtree, scratch, True)
     dist.barrier()  # rank 0 writes nothing before every rank has its copy
     if scratch is None:

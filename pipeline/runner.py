@@ -151,7 +151,8 @@ class Runner:
             info = integrity.read_stage(step.dir) or {}
             if info.get("key") != key:
                 raise UserError(f"{step.dir}: step '{step.name}' has not finished with this recipe; "
-                                     "run `edgesmith run` first")
+                                "run `edgesmith run` first")
+            integrity.verify(step.dir)  # a damaged file is named, never loaded
             model = self._reload(step, info, model)
             self.results.setdefault(step.name, StepResult(step, model, info, reused=True))
             prev_key = key
