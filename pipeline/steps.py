@@ -326,11 +326,9 @@ def _intermediate_models(runner: Runner, final_name: str) -> Iterator[tuple[str,
     """(name, model) of each stage before the final one that changed the weights,
     from the run's in-memory results (a stage that only reports passes its input on)."""
     for r in runner.results.values():
-        if r.step.name == final_name or not r.step.is_stage:
-            if r.step.name == final_name:
-                break
-            continue
-        if not stages().get(r.step.kind).passes_model_on:
+        if r.step.name == final_name:
+            break
+        if r.step.is_stage and not stages().get(r.step.kind).passes_model_on:
             yield r.step.name, r.model.eval()
 
 
