@@ -32,6 +32,7 @@ from edgesmith.export import get_exporter
 from edgesmith.export.base import ExportArtifact, Tolerance
 from edgesmith.export.parity import check_bundle_parity, check_parity
 from edgesmith.models.tasks import ClassificationTask
+from edgesmith.pipeline import integrity
 from edgesmith.pipeline.runner import Runner
 from edgesmith.runtimes import RUNTIMES
 
@@ -139,6 +140,7 @@ def test_bundle_parity_gate_stops_then_warns(run, tmp_path) -> None:
     info = json.loads(meta.read_text())
     info["exports"][0]["parity"]["tolerance"] = {"atol": 0.0, "min_cosine": 1.0 + 1e-9}  # onnx: impossible
     write_json(meta, info)
+    integrity.record(meta.parent)  # the edit stands for a stage that wrote this tolerance
     with pytest.raises(ParityError, match=r"^bundle parity: onnx fed raw eval inputs .* --no-parity-gate") as e:
         write_bundle(moved, gate=True)
     assert "\n" not in str(e.value) and not (moved / "bundle").exists()  # nothing half-written
