@@ -3,7 +3,8 @@
 # Golden vectors (written by edgesmith.bundle.golden.write_golden) come as arguments or env vars:
 #   android-demo/core/run-tests.sh [--image-golden FILE] [--text-golden FILE]
 #   EDGESMITH_GOLDEN_IMAGE=FILE EDGESMITH_GOLDEN_TEXT=FILE android-demo/core/run-tests.sh
-# Without them the golden tests are skipped. Prints "java core: N tests, F failures, S skipped in T s".
+# Without them the golden tests are skipped. EDGESMITH_DRIFT_OUT=DIR: the golden drift tests also write
+# their reports to DIR/<kind>-<scenario>.jsonl (for `edgesmith drift` to read). Prints "java core: N tests, F failures, S skipped in T s".
 # Needs a JDK (11+) and Debian's junit4 + libhamcrest-java (setup.sh installs them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -28,4 +29,5 @@ mkdir -p "$out/main" "$out/test"
 javac --release 11 -Xlint:all -Werror -d "$out/main" $(find "$here/src/main/java" -name '*.java')
 javac --release 11 -d "$out/test" -cp "$out/main$cp_jars" $(find "$here/src/test/java" -name '*.java')
 exec java -cp "$out/main:$out/test$cp_jars" \
-  -Dedgesmith.golden.image="$image" -Dedgesmith.golden.text="$text" dev.edgesmith.core.RunAll
+  -Dedgesmith.golden.image="$image" -Dedgesmith.golden.text="$text" \
+  -Dedgesmith.drift.out="${EDGESMITH_DRIFT_OUT:-}" dev.edgesmith.core.RunAll

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from edgesmith.bundle.telemetry import STATUSES
+
 ANDROID_DEMO = Path(__file__).parents[2] / "android-demo"
-JAVA_TESTS = 23  # StatsTest 6, ManifestTest 8, GoldenImageTest 4, GoldenTextTest 5 (android-demo/core/src/test)
+JAVA_TESTS = 24  # StatsTest 7, ManifestTest 8, GoldenImageTest 4, GoldenTextTest 5 (android-demo/core/src/test)
 
 
 def test_golden_vectors_cover_the_tricky_cases(goldens) -> None:
@@ -35,21 +37,41 @@ def test_java_core_matches_python(goldens, tmp_path) -> None:
     if shutil.which("javac") is None:
         pytest.skip("javac not on PATH: install a JDK (apt-get install default-jdk-headless, or ./setup.sh)")
     t0 = time.perf_counter()
+    drift_out = tmp_path / "drift"
+    drift_out.mkdir()
     res = subprocess.run([str(ANDROID_DEMO / "core" / "run-tests.sh"), "--image-golden", str(goldens.image),
                           "--text-golden", str(goldens.text)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "CORE_BUILD": str(tmp_path / "build")})  # class files out of the tree
+                         env={**os.environ, "CORE_BUILD": str(tmp_path / "build"),  # class files out of the tree
+                              "EDGESMITH_DRIFT_OUT": str(drift_out)})
     took = time.perf_counter() - t0
     print(res.stdout[-3000:], f"\ncompile + run: {took:.1f} s")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = re.search(r"java core: (\d+) tests, (\d+) failures, (\d+) skipped", res.stdout)
-    schemas = {r.get("schema") for g in (goldens.image_data, goldens.text_data) for s in g["telemetry"]
-               for r in s["reports"]}
-    ported = schemas == {"edgesmith.drift/1"}  # the report schema the Java hook implements
-    # the two drift-report comparisons are skipped (assumption) while the Python hook writes a newer schema
-    assert summary and summary.groups() == (str(JAVA_TESTS), "0", "0" if ported else "2"), res.stdout[-2000:]
-    if ported:
-        reported = re.search(r"image drift reports: (\d+) matched", res.stdout)
-        assert reported and int(reported.group(1)) == sum(len(s["reports"]) for s in goldens.image_data["telemetry"])
+    assert summary and summary.groups() == (str(JAVA_TESTS), "0", "0"), res.stdout[-2000:]
+    for kind, g in (("image", goldens.image_data), ("text", goldens.text_data)):
+        reported = re.search(rf"{kind} drift reports: (\d+) matched", res.stdout)
+        assert reported and int(reported.group(1)) == sum(len(s["reports"]) for s in g["telemetry"]), kind
+    _java_reports_read_by_the_cli(goldens, drift_out)
+
+
+def _java_reports_read_by_the_cli(goldens, drift_out: Path) -> None:
+    """The JSON-lines files the Java hook wrote read as the Python hook's do: `edgesmith drift` keeps
+    Python's statuses, and `drift merge` re-scores the summed counts (MMD listed as not mergeable)."""
+    from click.testing import CliRunner
+
+    from edgesmith.cli import main
+
+    for kind, g in (("image", goldens.image_data), ("text", goldens.text_data)):
+        for scenario in g["telemetry"]:
+            path = drift_out / f"{kind}-{scenario['name']}.jsonl"
+            res = CliRunner().invoke(main, ["drift", str(path), "--json"])
+            want = max((r["status"] for r in scenario["reports"]), key=STATUSES.index)
+            assert res.exit_code == 0 and json.loads(res.output)["status"] == want, (path, res.output[-2000:])
+            res = CliRunner().invoke(main, ["drift", "merge", str(path), "--json"])
+            assert res.exit_code == 0, (path, res.output[-2000:])
+            merged = json.loads(res.output)
+            assert merged["window"]["samples"] == sum(r["window"]["samples"] for r in scenario["reports"])
+            assert merged["unmerged"] == (["embedding_mmd"] if kind == "text" else [])
 
 
 def test_write_golden_default_samples(goldens, tmp_path) -> None:

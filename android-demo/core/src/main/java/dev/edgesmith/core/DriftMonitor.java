@@ -6,7 +6,9 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.text.SimpleDateFormat;
+import dev.edgesmith.core.DriftScoring.Stat;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Date;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -16,18 +18,24 @@ import java.util.TimeZone;
 
 /**
  * The on-device drift hook: samples predictions and reports drift from the reference profile in the
- * bundle's manifest, with the statistics, thresholds and report fields of
- * {@code edgesmith.bundle.telemetry.DriftMonitor} (report schema {@code edgesmith.drift/1}).
+ * bundle's manifest, with the statistics, tests, thresholds and report fields of
+ * {@code edgesmith.bundle.telemetry.DriftMonitor} (report schema {@code edgesmith.drift/2}).
  *
  * <p>Per sampled item: the pixel histogram of each channel (values in [0, 1] before normalisation) or
- * the token length; the predicted class and the top softmax probability (classifiers) or the embedding
- * norm (encoders). Every {@code window} sampled items a report goes to the sinks. Reports hold window
- * aggregates only, never an input. Sampling is a seeded Bernoulli process over the request stream, as in
- * Python, but with Java's generator: the same seed does not pick the same positions as numpy's.
+ * the token length; the predicted class and the top softmax probability (classifiers), or the embedding
+ * norm and, when the profile has {@code outputs.embedding}, the projections on its principal directions,
+ * the cosine to its centroid and a reservoir for the MMD test (encoders). Every {@code window} sampled items
+ * a report goes to the sinks: per statistic its exact counts, effect size, p-value and status, with the
+ * window's minimum sample and Bonferroni split. Reports hold window aggregates only, never an input.
+ *
+ * <p>What differs from the Python hook: sampling, the PSI bootstrap, the MMD permutations and the reservoir
+ * use Java's generator, not numpy's (the same seed does not pick the same positions, and Monte-Carlo
+ * p-values agree within Monte-Carlo error); {@code sketches} is always empty (no KLL quantile sketches); and
+ * there are no {@code saturation} statistics (the probed activations of a static int8 file are not read
+ * here). Reports stay readable and mergeable by {@code edgesmith drift}.
  */
 public final class DriftMonitor {
-    public static final String REPORT_SCHEMA = "edgesmith.drift/1";
-    private static final String[] STATUSES = {"ok", "warn", "drift"};
+    public static final String REPORT_SCHEMA = "edgesmith.drift/2";
 
     /** Receives each emitted report, and its JSON line. */
     public interface Sink {
@@ -57,36 +65,20 @@ public final class DriftMonitor {
         }
     }
 
-    private static final class Stat {
-        final String name;
-        final String metric;
-        final double[] reference;  // fractions per bin, or {mean, std}
-        final List<String> bins;
-        final double[] edges;
-
-        Stat(String name, String metric, double[] reference, List<String> bins, double[] edges) {
-            this.name = name;
-            this.metric = metric;
-            this.reference = reference;
-            this.bins = bins;
-            this.edges = edges;
-        }
-
-        int width() {
-            return "psi".equals(metric) ? reference.length : 3;
-        }
-    }
-
     private final TelemetryConfig config;
     private final List<Sink> sinks = new ArrayList<>();
     private final List<Stat> inputs = new ArrayList<>();
     private final List<Stat> outputs = new ArrayList<>();
     private final boolean classifier;
-    private final int referenceSamples;
+    private final EmbeddingDrift embedding;  // null: no outputs.embedding in the profile (or a classifier)
+    private final long referenceSamples;
+    private final long minSamples;
+    private final String device;
     private final Map<String, Object> identity = new LinkedHashMap<>();
     private final SplittableRandom rng;
     private final List<Map<String, Object>> reports = new ArrayList<>();
     private double[][] window;
+    private EmbeddingDrift.Reservoir reservoir;
     private int windowN;
     private long seen;
     private long sampled;
@@ -132,6 +124,7 @@ public final class DriftMonitor {
         }
         Map<String, Object> out = part(prof, where, "outputs");
         classifier = "logits".equals(meaning);
+        EmbeddingDrift emb = null;
         if (classifier) {
             Map<String, Object> classes = Json.obj(out, "predicted_class");
             if (classes == null || classes.isEmpty()) {
@@ -142,28 +135,48 @@ public final class DriftMonitor {
             for (Object v : classes.values()) {
                 ref[i++] = ((Number) v).doubleValue();
             }
-            outputs.add(new Stat("predicted_class", "psi", ref, new ArrayList<>(classes.keySet()), null));
+            outputs.add(Stat.psi("predicted_class", ref, new ArrayList<>(classes.keySet()), null, 0));
             outputs.add(hist("confidence", part(part(out, where, "confidence"), where, "histogram"), where, null));
         } else if ("sentence_embedding".equals(meaning)) {
             Map<String, Object> norm = Json.obj(out, "norm");
             if (norm == null || !norm.containsKey("mean") || !norm.containsKey("std")) {
                 throw new BundleException(where + ": reference_profile.outputs.norm has no mean / std");
             }
-            outputs.add(new Stat("embedding_norm", "shift", new double[] {
-                ((Number) norm.get("mean")).doubleValue(), ((Number) norm.get("std")).doubleValue()}, null, null));
+            double[] ref = {((Number) norm.get("mean")).doubleValue(), ((Number) norm.get("std")).doubleValue()};
+            outputs.add(new Stat("embedding_norm", "shift", Arrays.asList(ref), null, null, 0, 3));
+            Map<String, Object> e = Json.obj(out, "embedding");
+            if (e != null) {
+                emb = new EmbeddingDrift(e, where);
+                int bins = emb.projectionRefs.get(0).length;
+                outputs.add(new Stat("embedding_directions", "max_psi", emb.projectionRefs, null, emb.projectionEdges,
+                        emb.measuredOn, emb.projectionRefs.size() * bins));
+                outputs.add(Stat.psi("centroid_cosine", emb.cosineRef, null, emb.cosineEdges, emb.measuredOn));
+                outputs.add(new Stat("embedding_mmd", "mmd", new ArrayList<>(), null, null, 0, emb.directions.length));
+            }
         } else {
             throw new BundleException(where + ": no drift statistics for " + meaning + " outputs");
         }
+        embedding = emb;
         Object n = prof.get("samples");
-        referenceSamples = n instanceof Number ? ((Number) n).intValue() : 0;
+        referenceSamples = n instanceof Number ? ((Number) n).longValue() : 0;
+        minSamples = DriftScoring.minimumSample(all(), this.config, referenceSamples);
         Map<String, Object> src = Json.obj(manifest.json(), "source");
         identity.put("recipe", src == null ? null : src.get("recipe"));
         identity.put("recipe_sha256", src == null ? null : src.get("recipe_sha256"));
         identity.put("format", format);
         identity.put("created_utc", manifest.json().get("created_utc"));
+        device = config.device.isEmpty() ? hostName() : config.device;
         rng = new SplittableRandom(config.seed);
         next = gap() - 1;
         reset();
+    }
+
+    private static String hostName() {
+        try {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        } catch (java.io.IOException | SecurityException e) {
+            return "android";
+        }
     }
 
     private static BundleException missing(String where, String path, String key) {
@@ -186,7 +199,7 @@ public final class DriftMonitor {
             throw new BundleException(where + ": reference_profile histogram of " + name
                     + " is malformed (edges / fractions)");
         }
-        return new Stat(name, "psi", Json.doubles(fractions), bins, Json.doubles(edges));
+        return Stat.psi(name, Json.doubles(fractions), bins, Json.doubles(edges), 0);
     }
 
     /** Names of the compared statistics, in report order. */
@@ -204,22 +217,19 @@ public final class DriftMonitor {
         return out;
     }
 
-    /**
-     * A warning when sampling noise alone would put the predicted-class PSI near the warn threshold
-     * (the Python hook logs the same), else null.
-     */
-    public String noiseWarning() {
-        if (!classifier) {
+    /** The window's minimum sample: below it every statistic is {@code insufficient} (no alarm). */
+    public long minSamples() {
+        return minSamples;
+    }
+
+    /** A warning when the window is below the minimum sample (the Python hook logs the same), else null. */
+    public String sampleWarning() {
+        if (config.window >= minSamples) {
             return null;
         }
-        int classes = outputs.get(0).reference.length;
-        double live = (classes - 1.0) / config.window;
-        double ref = (classes - 1.0) / Math.max(referenceSamples, 1);
-        if (live + ref <= config.psiWarn / 2) {
-            return null;
-        }
-        return String.format("drift telemetry: with %d classes, sampling noise alone puts the predicted-class PSI "
-                + "near %.2f; %s", classes, live + ref, live > ref ? "raise window" : "profile more reference data");
+        return String.format(java.util.Locale.ROOT, "drift telemetry: a window of %d items is below the minimum "
+                + "sample of %d this bundle's tests need (alpha %.3g, power %.2f); its reports will say "
+                + "'insufficient'", config.window, minSamples, config.alpha, config.power);
     }
 
     // ------------------------------------------------------------------ hot path
@@ -267,7 +277,7 @@ public final class DriftMonitor {
             float[] x = unitChw.get(i);
             int hw = x.length / inputs.size();
             for (int c = 0; c < inputs.size(); c++) {
-                double[] edges = inputs.get(c).edges;
+                double[] edges = inputs.get(c).edges.get(0);
                 for (int j = 0; j < hw; j++) {
                     acc[c][DriftStats.binIndex(x[c * hw + j], edges)] += 1;
                 }
@@ -290,7 +300,7 @@ public final class DriftMonitor {
         List<double[][]> rows = new ArrayList<>();
         for (int i : idx) {
             double[][] acc = blank();
-            acc[0][DriftStats.binIndex(tokenLengths[i], inputs.get(0).edges)] += 1;
+            acc[0][DriftStats.binIndex(tokenLengths[i], inputs.get(0).edges.get(0))] += 1;
             addOutputs(acc, outputs.get(i));
             rows.add(acc);
         }
@@ -301,7 +311,7 @@ public final class DriftMonitor {
         List<Stat> all = all();
         double[][] acc = new double[all.size()][];
         for (int s = 0; s < acc.length; s++) {
-            acc[s] = new double[all.get(s).width()];
+            acc[s] = new double[all.get(s).width];
         }
         return acc;
     }
@@ -317,21 +327,36 @@ public final class DriftMonitor {
                 }
             }
             acc[at][best] += 1;
-            acc[at + 1][DriftStats.binIndex(p[best], outputs.get(1).edges)] += 1;
-        } else {
-            double v = Outputs.norm(out);
-            acc[at][0] += 1;
-            acc[at][1] += v;
-            acc[at][2] += v * v;
+            acc[at + 1][DriftStats.binIndex(p[best], outputs.get(1).edges.get(0))] += 1;
+            return;
+        }
+        double v = Outputs.norm(out);
+        acc[at][0] += 1;
+        acc[at][1] += v;
+        acc[at][2] += v * v;
+        if (embedding != null) {
+            double[] proj = embedding.project(out);
+            Stat dirs = outputs.get(1);
+            int bins = dirs.width / dirs.refs.size();
+            for (int j = 0; j < dirs.refs.size(); j++) {
+                acc[at + 1][j * bins + DriftStats.binIndex(proj[j], dirs.edges.get(j))] += 1;
+            }
+            acc[at + 2][DriftStats.binIndex(embedding.cosine(out), outputs.get(2).edges.get(0))] += 1;
+            acc[at + 3] = proj;  // the MMD's row: goes to the reservoir, not summed
         }
     }
 
     private List<Map<String, Object>> accumulate(List<double[][]> rows) {
         List<Map<String, Object>> done = new ArrayList<>();
+        List<Stat> all = all();
         synchronized (this) {
             sampled += rows.size();
             for (double[][] row : rows) {
                 for (int s = 0; s < row.length; s++) {
+                    if ("mmd".equals(all.get(s).metric)) {
+                        reservoir.add(row[s]);
+                        continue;
+                    }
                     for (int k = 0; k < row[s].length; k++) {
                         window[s][k] += row[s][k];
                     }
@@ -339,6 +364,7 @@ public final class DriftMonitor {
                 windowN++;
                 if (windowN >= config.window) {
                     done.add(build(true));
+                    windows++;
                     reset();
                 }
             }
@@ -349,100 +375,49 @@ public final class DriftMonitor {
 
     private void reset() {
         window = blank();
+        reservoir = new EmbeddingDrift.Reservoir(config.reservoir, config.seed + windows);
         windowN = 0;
     }
 
     // ------------------------------------------------------------------ reports
 
-    private Map<String, Object> score(Stat stat, double[] acc) {
-        Map<String, Object> r = new LinkedHashMap<>();
-        double value;
-        Map<String, Object> detail = new LinkedHashMap<>();
-        if ("psi".equals(stat.metric)) {
-            value = DriftStats.psi(acc, stat.reference);
-            double total = 0;
-            for (double c : acc) {
-                total += c;
-            }
-            total = Math.max(total, 1.0);
-            if (stat.bins != null) {
-                Map<String, Object> live = new LinkedHashMap<>();
-                for (int k = 0; k < acc.length; k++) {
-                    live.put(stat.bins.get(k), DriftStats.round6(acc[k] / total));
-                }
-                detail.put("fractions", live);
-            } else {
-                List<Object> live = new ArrayList<>();
-                for (double c : acc) {
-                    live.add(DriftStats.round6(c / total));
-                }
-                detail.put("fractions", live);
-            }
-        } else {
-            double n = acc[0];
-            double mean = n > 0 ? acc[1] / n : Double.NaN;
-            double std = n > 0 ? Math.sqrt(Math.max(acc[2] / n - mean * mean, 0.0)) : Double.NaN;
-            double refMean = stat.reference[0];
-            double refStd = stat.reference[1];
-            double scale = Math.max(Math.max(refStd, 1e-3 * Math.abs(refMean)), 1e-12);
-            value = (mean - refMean) / scale;
-            detail.put("mean", mean);
-            detail.put("std", std);
-            detail.put("reference_mean", refMean);
-            detail.put("reference_std", refStd);
-        }
-        r.put("name", stat.name);
-        r.put("metric", stat.metric);
-        r.put("value", DriftStats.round6(value));
-        r.put("status", config.status(stat.metric, value));
-        r.putAll(detail);
-        return r;
-    }
-
-    private static int rank(Map<String, Object> stat) {
-        for (int i = 0; i < STATUSES.length; i++) {
-            if (STATUSES[i].equals(stat.get("status"))) {
-                return i;
-            }
-        }
-        return -1;
-    }
-
     private Map<String, Object> build(boolean full) {
-        List<Object> stats = new ArrayList<>();
-        Map<String, Object> worst = null;
+        List<Stat> all = all();
+        List<Map<String, Object>> stats = new ArrayList<>();
         if (windowN > 0) {
-            List<Stat> all = all();
             for (int s = 0; s < all.size(); s++) {
-                Map<String, Object> r = score(all.get(s), window[s]);
-                stats.add(r);
-                if (worst == null || rank(r) > rank(worst) || (rank(r) == rank(worst)
-                        && Math.abs((Double) r.get("value")) > Math.abs((Double) worst.get("value")))) {
-                    worst = r;
+                double[] mmd = null;
+                if ("mmd".equals(all.get(s).metric)) {
+                    double[] vp = embedding.mmdTest(reservoir.rows, config.permutations, config.seed);
+                    mmd = new double[] {vp[0], vp[1], reservoir.rows.size()};
                 }
+                stats.add(DriftScoring.score(all.get(s), window[s], mmd, windowN, referenceSamples, config,
+                        all.size(), minSamples));
             }
         }
+        Map<String, Object> worst = DriftScoring.worst(stats);
         Map<String, Object> w = new LinkedHashMap<>();
         w.put("index", (long) windows);
         w.put("samples", (long) windowN);
         w.put("full", full);
         w.put("requests_seen", seen);
         w.put("sampled_total", sampled);
-        w.put("reference_samples", (long) referenceSamples);
+        w.put("reference_samples", referenceSamples);
+        w.put("min_samples", minSamples);
+        w.put("tests", (long) all.size());
         Map<String, Object> rep = new LinkedHashMap<>();
         rep.put("schema", REPORT_SCHEMA);
-        SimpleDateFormat utc = new SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss'Z'");
+        SimpleDateFormat utc = new SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss'Z'", java.util.Locale.ROOT);
         utc.setTimeZone(TimeZone.getTimeZone("UTC"));
         rep.put("created_utc", utc.format(new Date()));
+        rep.put("device", device);
         rep.put("bundle", new LinkedHashMap<>(identity));
         rep.put("window", w);
         rep.put("config", config.toMap());
         rep.put("status", worst == null ? "no_data" : worst.get("status"));
         rep.put("worst", worst == null ? null : worst.get("name"));
-        rep.put("statistics", stats);
-        if (full) {
-            windows++;
-        }
+        rep.put("statistics", new ArrayList<Object>(stats));
+        rep.put("sketches", new LinkedHashMap<String, Object>());  // no KLL sketches on the device
         return rep;
     }
 

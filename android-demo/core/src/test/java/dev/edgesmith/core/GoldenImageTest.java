@@ -72,13 +72,13 @@ public class GoldenImageTest {
 
     @Test
     public void driftReportsMatchPython() {
-        Golden.assumePortedDriftSchema(g);
         int reports = 0;
         List<String> statuses = new ArrayList<>();
         for (Object o : Json.list(g, "telemetry")) {
             @SuppressWarnings("unchecked")
             Map<String, Object> s = (Map<String, Object>) o;
-            DriftMonitor m = new DriftMonitor(Telemetry.config(s), manifest, (String) g.get("format"));
+            DriftMonitor m = new DriftMonitor(Telemetry.config(s), manifest, (String) g.get("format"),
+                    Telemetry.sinks("image-" + s.get("name")));
             List<float[]> outputs = Golden.rows(s.get("outputs"));
             List<float[]> units = new ArrayList<>();
             for (Object item : (List<?>) s.get("items")) {

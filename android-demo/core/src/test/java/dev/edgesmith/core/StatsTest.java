@@ -36,12 +36,12 @@ public class StatsTest {
         assertEquals(0.123457, DriftStats.round6(0.1234575), 0);
         assertEquals(3e-6, DriftStats.round6(2.5e-6), 0);  // binary 2.50000000000000000204e-6
         TelemetryConfig c = new TelemetryConfig();
-        assertEquals("ok", c.status("psi", 0.0999));
-        assertEquals("warn", c.status("psi", 0.1));
-        assertEquals("warn", c.status("psi", 0.25));
-        assertEquals("drift", c.status("psi", 0.2501));
-        assertEquals("warn", c.status("shift", -0.4));
-        assertEquals("drift", c.status("shift", -0.51));
+        assertEquals("ok", c.level("psi", 0.0999));
+        assertEquals("warn", c.level("psi", 0.1));
+        assertEquals("warn", c.level("psi", 0.25));
+        assertEquals("drift", c.level("psi", 0.2501));
+        assertEquals("warn", c.level("shift", -0.4));
+        assertEquals("drift", c.level("shift", -0.51));
     }
 
     @Test
@@ -147,11 +147,50 @@ public class StatsTest {
         assertEquals(Boolean.FALSE, Json.obj(last, "window").get("full"));
         assertEquals(2L, Json.obj(last, "window").get("samples"));
         assertEquals(10L, Json.obj(last, "window").get("requests_seen"));
-        assertEquals("drift", last.get("status"));  // one class and one pixel bin: far from the reference
+        // one class and one pixel bin, far from the reference, but 2 items are below the minimum sample
+        assertEquals("insufficient", last.get("status"));
         Map<?, ?> first = (Map<?, ?>) Json.parse(lines.get(0));
-        assertEquals("edgesmith.drift/1", first.get("schema"));
+        assertEquals("edgesmith.drift/2", first.get("schema"));
         assertEquals(0L, ((Map<?, ?>) first.get("window")).get("index"));
-        assertTrue(m.noiseWarning().contains("raise window"));  // 2 classes, a 4-item window
+        assertEquals(m.minSamples(), ((Map<?, ?>) first.get("window")).get("min_samples"));
+        assertTrue(m.sampleWarning(), m.sampleWarning().contains("below the minimum sample"));
+    }
+
+    @Test
+    public void pValuesDecideTheAlarm() {
+        assertEquals(0.0455002638963584, DriftStats.erfc(Math.sqrt(2)), 1e-15);  // two-sided p of z = 2
+        assertEquals(2.0 - 0.0455002638963584, DriftStats.erfc(-Math.sqrt(2)), 1e-15);
+        assertEquals(1.5374597944280351e-12, DriftStats.erfc(5), 1e-25);
+        assertEquals(1.959963984540054, DriftStats.normalInvCdf(0.975), 1e-13);
+        assertEquals(0.05, DriftStats.normalPvalue(1.959963984540054), 1e-13);
+        // the minimum samples stats.py documents: exact reference, 1,000- and 359-item profiles
+        assertEquals(101, DriftStats.requiredSamples(10, 0.25, 0.01 / 3, 0.8, 0));
+        assertEquals(112, DriftStats.requiredSamples(10, 0.25, 0.01 / 3, 0.8, 1000));
+        assertEquals(140, DriftStats.requiredSamples(10, 0.25, 0.01 / 3, 0.8, 359));
+        assertEquals(0, DriftStats.requiredSamples(10, 0.25, 0.01 / 3, 0.8, 5));  // too noisy a reference
+        // two samples of one distribution: PSI is noise, the bootstrap says so; a real shift is significant
+        double[] ref = {0.5, 0.5};
+        assertTrue(DriftStats.psiPvalue(DriftStats.psi(new double[] {0, 2}, ref), ref, 2, 1000, 0) > 0.1);  // Python: 0.27
+        assertTrue(DriftStats.psiPvalue(DriftStats.psi(new double[] {0, 40}, ref), ref, 40, 1000, 0) < 1.0 / 401);
+        TelemetryConfig c = new TelemetryConfig();
+        c.sampleRate = 1.0;
+        c.window = 40;
+        c.minSamples = 1;
+        DriftMonitor m = new DriftMonitor(c, tinyClassifier(), "onnx");
+        assertNull(m.sampleWarning());
+        List<float[]> px = new ArrayList<>();
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            px.add(new float[] {0.9f});
+            out.add(new float[] {0f, 5f});
+        }
+        Map<String, Object> rep = m.observeImages(px, out).get(0);
+        assertEquals("drift", rep.get("status"));
+        assertEquals(3L, Json.obj(rep, "window").get("tests"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> cls = (Map<String, Object>) Json.list(rep, "statistics").get(1);
+        assertEquals("predicted_class", cls.get("name"));
+        assertTrue(cls.toString(), (Double) cls.get("p_value") < 0.01 / 3);
     }
 
     @Test
