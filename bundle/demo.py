@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edgesmith.bundle.manifest import MANIFEST, read_manifest
+from edgesmith.bundle.telemetry.monitor import REPORT_SCHEMA
 from edgesmith.errors import DataError, RecipeError
 
 WEB = Path(__file__).resolve().parents[1] / "android-demo" / "web"
@@ -36,7 +37,6 @@ ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
 PAGE_SUFFIXES = (".html", ".js", ".css")
 ORT_SUFFIXES = (".mjs", ".js", ".wasm", ".map")
 MAX_REPORT = 1 << 20
-REPORT_SCHEMA = "edgesmith.drift/1"
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".html": "text/html; charset=utf-8", ".css": "text/css"}
 

@@ -301,11 +301,19 @@ export function cosine(a, b) {
   return n === 0 ? 0 : dot / n;
 }
 
-// ------------------------------------------------------------------ drift (DriftStats.java, DriftMonitor.java)
+// ------------------------------------------------------------------ drift statistics (DriftStats.java)
+// The deterministic parts (PSI, z and binomial p-values, the chi-square power behind the minimum sample)
+// follow edgesmith.bundle.telemetry.stats and agree with it to rounding. The Monte-Carlo parts (the PSI
+// bootstrap null, the MMD permutation null) run the same algorithm with the same number of draws but this
+// file's generator (mulberry32), so their p-values agree with Python's within Monte-Carlo error only.
 export const PSI_EPSILON = 1e-4;
-export const REPORT_SCHEMA = "edgesmith.drift/1";
-const STATUSES = ["ok", "warn", "drift"];
-export const DEFAULT_CONFIG = { sample_rate: 0.1, window: 500, seed: 0, psi_warn: 0.1, psi_drift: 0.25, shift_warn: 0.32, shift_drift: 0.5 };
+export const NULL_DRAWS = 400; // bootstrap windows per PSI p-value: the smallest p-value is 1/401
+export const REPORT_SCHEMA = "edgesmith.drift/2";
+export const STATUSES = ["no_data", "insufficient", "ok", "warn", "drift", "recalibrate"]; // rising severity
+export const DEFAULT_CONFIG = {
+  sample_rate: 0.1, window: 500, seed: 0, alpha: 0.01, power: 0.8, min_samples: 0, psi_warn: 0.1, psi_drift: 0.25,
+  shift_warn: 0.32, shift_drift: 0.5, saturation_recalibrate: 0.01, reservoir: 200, permutations: 200, device: "",
+};
 
 export function binIndex(v, edges) {
   let lo = 0, hi = edges.length;
@@ -315,19 +323,16 @@ export function binIndex(v, edges) {
 
 export function psi(live, reference) {
   const floor = (a) => { const s = Math.max(a.reduce((x, y) => x + y, 0), 1e-300); return a.map((x) => Math.max(x / s, PSI_EPSILON)); };
-  const p = floor(live), q = floor(reference);
+  const p = floor(Array.from(live)), q = floor(Array.from(reference));
   return p.reduce((acc, pi, i) => acc + (pi - q[i]) * Math.log(pi / q[i]), 0);
 }
 
-export const round6 = (v) => (Number.isFinite(v) ? Number(v.toFixed(6)) : v);
+/** Python's round(v, digits) (toFixed rounds the exact binary value; ties, which need an exact binary tie, go up). */
+export const round = (v, digits) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : v);
+export const round6 = (v) => round(v, 6);
 
-function status(config, metric, value) {
-  const v = Math.abs(value), warn = config[`${metric}_warn`], drift = config[`${metric}_drift`];
-  return v < warn ? "ok" : v <= drift ? "warn" : "drift";
-}
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
+export function mulberry32(seed) {
+  let a = Number(seed) >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
@@ -337,10 +342,251 @@ function mulberry32(seed) {
   };
 }
 
+/** The complementary error function to about 1e-13 relative (DriftStats.erfc): series below 2.5, continued fraction above. */
+export function erfc(x) {
+  if (Number.isNaN(x)) return x;
+  if (x < 0) return 2 - erfc(-x);
+  const x2 = x * x;
+  if (x < 2.5) {
+    let t = x, s = x;
+    for (let k = 1; k < 500; k++) { t *= (2 * x2) / (2 * k + 1); const s2 = s + t; if (s2 === s) break; s = s2; }
+    return 1 - (2 / Math.sqrt(Math.PI)) * Math.exp(-x2) * s;
+  }
+  if (x > 27) return 0;
+  let f = x;
+  for (let k = 60; k > 0; k--) f = x + k / 2 / f;
+  return Math.exp(-x2) / (Math.sqrt(Math.PI) * f);
+}
+
+/** The standard normal quantile, by bisection on erfc (DriftStats.normalInvCdf). */
+export function normalInvCdf(p) {
+  if (!(p > 0 && p < 1)) throw new RangeError(`p must be in (0, 1), got ${p}`);
+  if (p > 0.5) return -normalInvCdf(1 - p);
+  let lo = -40, hi = 0;
+  for (;;) {
+    const mid = 0.5 * (lo + hi);
+    if (mid === lo || mid === hi) return mid;
+    if (0.5 * erfc(-mid / Math.SQRT2) < p) lo = mid; else hi = mid;
+  }
+}
+
+export const normalPvalue = (z) => (Number.isFinite(z) ? erfc(Math.abs(z) / Math.SQRT2) : 0);
+
+export function binomialExcessPvalue(hits, n, p0) {
+  if (n <= 0 || hits <= n * p0) return 1;
+  const p = Math.min(Math.max(p0, 1e-6), 1 - 1e-6);
+  return 0.5 * erfc((hits - 0.5 - n * p) / Math.sqrt(n * p * (1 - p)) / Math.SQRT2);
+}
+
+/** P(null >= observed): (1 + k) / (1 + B); beyond every draw the normal tail of the draws, capped at 1 / (1 + B). */
+export function tailPvalue(nul, observed) {
+  const k = nul.filter((v) => v >= observed - 1e-12).length;
+  if (k) return (1 + k) / (1 + nul.length);
+  const mean = nul.reduce((a, b) => a + b, 0) / nul.length;
+  const sd = Math.sqrt(nul.reduce((a, v) => a + (v - mean) * (v - mean), 0) / nul.length);
+  return Math.min(1 / (1 + nul.length), 0.5 * erfc((observed - mean) / Math.max(sd, 1e-12) / Math.SQRT2));
+}
+
+/** (draws x references) PSIs of n-item windows drawn from each reference, against an m-item redraw of it. */
+export function psiNull(references, n, m, seed, draws = NULL_DRAWS) {
+  const rng = mulberry32(seed), out = Array.from({ length: draws }, () => new Array(references.length));
+  references.forEach((ref, j) => {
+    let q = ref.map((v) => Math.max(v, 0));
+    const sum = q.reduce((a, b) => a + b, 0);
+    q = q.map((v) => (sum > 0 ? v / sum : 1 / q.length));
+    const cdf = [];
+    q.reduce((a, v, k) => (cdf[k] = a + v), 0);
+    const draw = (count) => {
+      const c = new Array(q.length).fill(0);
+      for (let i = 0; i < count; i++) {
+        const u = rng() * cdf[cdf.length - 1];
+        let lo = 0, hi = cdf.length - 1;
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (cdf[mid] > u) hi = mid; else lo = mid + 1; }
+        c[lo] += 1;
+      }
+      return c;
+    };
+    for (let d = 0; d < draws; d++) out[d][j] = psi(draw(Math.max(n, 1)), m > 0 ? draw(m) : q);
+  });
+  return out;
+}
+
+export const psiPvalue = (value, ref, n, m, seed) => tailPvalue(psiNull([ref], n, m, seed).map((r) => r[0]), value);
+export const maxPsiPvalue = (value, refs, n, m, seed) => tailPvalue(psiNull(refs, n, m, seed).map((r) => Math.max(...r)), value);
+
+function chi2Sf(x, df) {
+  if (x <= 0) return 1;
+  const a = 2 / (9 * df);
+  return 0.5 * erfc(((x / df) ** (1 / 3) - (1 - a)) / Math.sqrt(a) / Math.SQRT2);
+}
+
+function chi2Isf(p, df) {
+  const a = 2 / (9 * df);
+  return df * Math.max(1 - a + normalInvCdf(1 - p) * Math.sqrt(a), 0) ** 3;
+}
+
+function chi2Power(n, df, effect, alpha, m) {
+  const lam = effect / (1 / n + (m ? 1 / m : 0));
+  const rho = (df + 2 * lam) / (df + lam), nu = (df + lam) ** 2 / (df + 2 * lam); // Patnaik
+  return chi2Sf(chi2Isf(alpha, df) / rho, nu);
+}
+
+/** The fewest items detecting a true PSI `effect` over `bins` bins with `power` at `alpha`; null when none can. */
+export function requiredSamples(bins, effect, alpha, power = 0.8, m = 0) {
+  const df = Math.max(bins - 1, 1);
+  if (m && chi2Power(1e7, df, effect, alpha, m) < power) return null;
+  let lo = 1, hi = 1e7;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (chi2Power(mid, df, effect, alpha, m) >= power) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+
+export function shiftSamples(shift, alpha, power = 0.8) {
+  const z = normalInvCdf(1 - alpha / 2) + normalInvCdf(power);
+  return Math.ceil((z / shift) ** 2);
+}
+
+// ------------------------------------------------------------------ scoring (DriftScoring.java)
+const level = (c, metric, value) => {
+  const v = Math.abs(value), warn = c[`${metric}_warn`], drift = c[`${metric}_drift`];
+  return v < warn ? "ok" : v <= drift ? "warn" : "drift";
+};
+
+/** The window's minimum sample: min_samples, or the largest window the tests need for a drift-sized effect. */
+export function minimumSample(stats, c, m) {
+  if (c.min_samples) return c.min_samples;
+  const alpha = c.alpha / Math.max(stats.length, 1);
+  let need = 1;
+  for (const s of stats) {
+    if (s.metric === "psi" || s.metric === "max_psi") {
+      const mm = s.referenceSamples || m;
+      for (const r of s.refs) need = Math.max(need, requiredSamples(r.length, c.psi_drift, alpha / s.refs.length, c.power, mm) || 10 * mm);
+    } else if (s.metric === "shift") need = Math.max(need, shiftSamples(c.shift_drift, alpha, c.power));
+  }
+  return need;
+}
+
+/** A statistic's report entry, scored (scoring.score); `mmd`: [value, p, reservoir] of an mmd statistic. */
+function scoreStat(s, acc, mmd, n, m, c, tests, minN) {
+  const alpha = c.alpha / Math.max(tests, 1), e = { name: s.name, metric: s.metric }, detail = {};
+  let value, p, lvl;
+  if (s.metric === "mmd") {
+    [value, p] = mmd;
+    lvl = "drift";
+    Object.assign(e, { value: null, p_value: null, reservoir: mmd[2], mergeable: false });
+  } else {
+    const counts = acc.map((v) => round(v, 6)), mm = s.referenceSamples || m;
+    if (s.metric === "max_psi") {
+      const bins = acc.length / s.refs.length, rows = s.refs.map((_, j) => counts.slice(j * bins, (j + 1) * bins));
+      const per = rows.map((r, j) => psi(r, s.refs[j]));
+      value = Math.max(...per);
+      e.counts = rows;
+      p = maxPsiPvalue(value, s.refs, n, mm, c.seed);
+      lvl = level(c, "psi", value);
+      detail.per_direction = per.map((v) => round(v, 4));
+    } else if (s.metric === "psi") {
+      e.counts = counts;
+      value = psi(counts, s.refs[0]);
+      p = psiPvalue(value, s.refs[0], n, mm, c.seed);
+      lvl = level(c, "psi", value);
+    } else { // shift: [items, sum, sum of squares]
+      e.counts = counts;
+      const [k, sum, s2] = counts, mean = k ? sum / k : NaN, std = k ? Math.sqrt(Math.max(s2 / k - mean * mean, 0)) : NaN;
+      const [rm, rs] = s.refs[0], scale = Math.max(rs, 1e-3 * Math.abs(rm), 1e-12);
+      value = (mean - rm) / scale;
+      p = normalPvalue(value * Math.sqrt(Math.max(k, 1)));
+      lvl = level(c, "shift", value);
+      Object.assign(detail, { mean, std });
+    }
+    e.reference = s.metric === "max_psi" ? s.refs : s.refs[0];
+    if (s.referenceSamples) e.reference_samples = s.referenceSamples;
+    if (s.metric === "psi") {
+      const total = Math.max(acc.reduce((a, b) => a + b, 0), 1), fr = acc.map((v) => round6(v / total));
+      e.fractions = s.bins ? Object.fromEntries(s.bins.map((b, k) => [b, fr[k]])) : fr;
+    }
+  }
+  Object.assign(e, { value: round6(value), p_value: round6(p), status: n < minN ? "insufficient" : p < alpha ? lvl : "ok" }, detail);
+  return e;
+}
+
+// ------------------------------------------------------------------ embeddings (EmbeddingDrift.java)
+class EmbeddingDrift {
+  constructor(prof) {
+    this.centroid = prof.centroid;
+    this.directions = prof.directions;
+    this.projRefs = prof.projection_histograms.map((h) => h.fractions);
+    this.projEdges = prof.projection_histograms.map((h) => h.edges);
+    this.cosRef = prof.centroid_cosine.fractions;
+    this.cosEdges = prof.centroid_cosine.edges;
+    this.sample = prof.sample;
+    this.bandwidth = prof.bandwidth || 1;
+    this.measuredOn = prof.measured_on || 0;
+  }
+
+  project(x) { return this.directions.map((d) => d.reduce((a, dk, k) => a + (x[k] - this.centroid[k]) * dk, 0)); }
+
+  cosine(x) {
+    let cc = 0, dot = 0, xx = 0;
+    this.centroid.forEach((c, k) => { cc += c * c; dot += x[k] * c; xx += x[k] * x[k]; });
+    return dot / Math.max(Math.sqrt(cc), 1e-12) / Math.max(Math.sqrt(xx), 1e-12);
+  }
+
+  /** Unbiased MMD^2 (Gaussian kernel) between the profile's sample and `live`, and its permutation p-value. */
+  mmdTest(live, permutations, seed) {
+    if (live.length < 8) return [0, 1];
+    const z = [...this.sample, ...live], n = this.sample.length, m = live.length, t = z.length;
+    const sq = z.map((r) => r.reduce((a, v) => a + v * v, 0)), g = 2 * this.bandwidth * this.bandwidth;
+    const k = Array.from({ length: t }, () => new Float64Array(t));
+    for (let i = 0; i < t; i++) {
+      for (let j = i + 1; j < t; j++) {
+        let dot = 0;
+        for (let d = 0; d < z[i].length; d++) dot += z[i][d] * z[j][d];
+        k[i][j] = k[j][i] = Math.exp(-Math.max(sq[i] + sq[j] - 2 * dot, 0) / g);
+      }
+    }
+    const order = Array.from({ length: t }, (_, i) => i), first = new Uint8Array(t);
+    const mmd = () => {
+      first.fill(0);
+      for (let i = 0; i < n; i++) first[order[i]] = 1;
+      let aa = 0, bb = 0, ab = 0;
+      for (let i = 0; i < t; i++) {
+        const row = k[i];
+        for (let j = i + 1; j < t; j++) {
+          if (first[i] !== first[j]) ab += row[j]; else if (first[i]) aa += row[j]; else bb += row[j];
+        }
+      }
+      return (2 * aa) / (n * (n - 1)) + (2 * bb) / (m * (m - 1)) - (2 * ab) / (n * m);
+    };
+    const observed = mmd(), rng = mulberry32(seed), nul = [];
+    for (let p = 0; p < permutations; p++) {
+      for (let i = t - 1; i > 0; i--) { const j = Math.floor(rng() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
+      nul.push(mmd());
+    }
+    return [observed, tailPvalue(nul, observed)];
+  }
+}
+
+/** A uniform sample of at most `size` rows of a stream (Vitter's algorithm R). */
+class Reservoir {
+  constructor(size, seed) { this.size = size; this.rows = []; this.seen = 0; this.rng = mulberry32(seed); }
+
+  add(row) {
+    if (this.seen < this.size) this.rows.push(row);
+    else { const j = Math.floor(this.rng() * (this.seen + 1)); if (j < this.size) this.rows[j] = row; }
+    this.seen++;
+  }
+}
+
+// ------------------------------------------------------------------ the hook (DriftMonitor.java)
 /**
- * The drift hook: per sampled item the pixel histograms (or token length) and the predicted class and
- * confidence (or embedding norm); a report every `window` sampled items, sent to `sink(report, line)`.
- * Sampling is seeded but with its own generator: positions differ from Python's and Java's.
+ * The drift hook, report schema edgesmith.drift/2: per sampled item the pixel histograms (or token length),
+ * the predicted class and confidence (classifiers) or the embedding norm, projections, centroid cosine and
+ * an MMD reservoir (encoders); every `window` sampled items a report with counts, effect sizes, p-values and
+ * statuses is sent to `sink(report, line)`. As in Java: sampling and the Monte-Carlo tests use this file's
+ * generator (positions and p-values differ from Python's within sampling / Monte-Carlo error), `sketches` is
+ * empty (no KLL) and there are no saturation statistics.
  */
 export class DriftMonitor {
   constructor(manifest, format, settings = {}, sink = null) {
@@ -350,20 +596,33 @@ export class DriftMonitor {
     if (prof.error) throw new BundleError(`${MANIFEST}: 'reference_profile' holds no statistics (${prof.error})`);
     const hist = (name, h) => {
       if (!h || !h.edges || !h.fractions || h.edges.length !== h.fractions.length + 1) throw new BundleError(`${MANIFEST}: reference_profile histogram of ${name} is malformed`);
-      return { name, metric: "psi", reference: h.fractions, edges: h.edges, bins: null };
+      return { name, metric: "psi", refs: [h.fractions], edges: [h.edges], bins: null, referenceSamples: 0, width: h.fractions.length };
     };
     const kind = manifest.preprocessing.kind;
     this.inputs = kind === "image" ? prof.inputs.channels.map((c, i) => hist(`pixels[${i}]`, c.histogram))
       : [hist("token_length", prof.inputs.token_length.histogram)];
     this.classifier = manifest.outputs[0].meaning === "logits";
     const out = prof.outputs;
-    this.outputs = this.classifier
-      ? [{ name: "predicted_class", metric: "psi", reference: Object.values(out.predicted_class), bins: Object.keys(out.predicted_class) },
-        hist("confidence", out.confidence.histogram)]
-      : [{ name: "embedding_norm", metric: "shift", reference: [out.norm.mean, out.norm.std] }];
+    this.embedding = null;
+    if (this.classifier) {
+      const classes = out.predicted_class;
+      this.outputs = [{ name: "predicted_class", metric: "psi", refs: [Object.values(classes)], bins: Object.keys(classes), referenceSamples: 0, width: Object.keys(classes).length },
+        hist("confidence", out.confidence.histogram)];
+    } else {
+      this.outputs = [{ name: "embedding_norm", metric: "shift", refs: [[out.norm.mean, out.norm.std]], referenceSamples: 0, width: 3 }];
+      if (out.embedding) {
+        const e = (this.embedding = new EmbeddingDrift(out.embedding));
+        this.outputs.push(
+          { name: "embedding_directions", metric: "max_psi", refs: e.projRefs, edges: e.projEdges, referenceSamples: e.measuredOn, width: e.projRefs.length * e.projRefs[0].length },
+          { name: "centroid_cosine", metric: "psi", refs: [e.cosRef], edges: [e.cosEdges], bins: null, referenceSamples: e.measuredOn, width: e.cosRef.length },
+          { name: "embedding_mmd", metric: "mmd", refs: [], width: e.directions.length });
+      }
+    }
     this.referenceSamples = prof.samples || 0;
+    this.minSamples = minimumSample(this.stats, this.config, this.referenceSamples);
     const src = manifest.source || {};
     this.identity = { recipe: src.recipe ?? null, recipe_sha256: src.recipe_sha256 ?? null, format, created_utc: manifest.created_utc ?? null };
+    this.device = this.config.device || "browser";
     this.sink = sink;
     this.reports = [];
     this.rng = mulberry32(this.config.seed);
@@ -381,9 +640,13 @@ export class DriftMonitor {
     return 1 + Math.floor(Math.log(1 - this.rng()) / Math.log1p(-r));
   }
 
-  #blank() { return this.stats.map((s) => new Array(s.metric === "psi" ? s.reference.length : 3).fill(0)); }
+  #blank() { return this.stats.map((s) => new Array(s.width).fill(0)); }
 
-  #reset() { this.window = this.#blank(); this.windowN = 0; }
+  #reset() {
+    this.window = this.#blank();
+    this.reservoir = new Reservoir(this.config.reservoir, this.config.seed + this.windows);
+    this.windowN = 0;
+  }
 
   #pick(n) {
     const start = this.seen, end = this.seen + n, picked = [];
@@ -399,10 +662,16 @@ export class DriftMonitor {
       let best = 0;
       for (let k = 1; k < p.length; k++) if (p[k] > p[best]) best = k;
       acc[at][best] += 1;
-      acc[at + 1][binIndex(p[best], this.outputs[1].edges)] += 1;
-    } else {
-      const v = norm(out);
-      acc[at][0] += 1; acc[at][1] += v; acc[at][2] += v * v;
+      acc[at + 1][binIndex(p[best], this.outputs[1].edges[0])] += 1;
+      return;
+    }
+    const v = norm(out);
+    acc[at][0] += 1; acc[at][1] += v; acc[at][2] += v * v;
+    if (this.embedding) {
+      const e = this.embedding, proj = e.project(out), dirs = this.outputs[1], bins = dirs.width / dirs.refs.length;
+      dirs.refs.forEach((_, j) => { acc[at + 1][j * bins + binIndex(proj[j], dirs.edges[j])] += 1; });
+      acc[at + 2][binIndex(e.cosine(out), this.outputs[2].edges[0])] += 1;
+      acc[at + 3] = proj; // the MMD's row: goes to the reservoir, not summed
     }
   }
 
@@ -410,7 +679,7 @@ export class DriftMonitor {
   observeImages(units, outputs) {
     const rows = this.#pick(outputs.length).map((i) => {
       const acc = this.#blank(), x = units[i], hw = x.length / this.inputs.length;
-      this.inputs.forEach((s, c) => { for (let j = 0; j < hw; j++) acc[c][binIndex(x[c * hw + j], s.edges)] += 1; });
+      this.inputs.forEach((s, c) => { for (let j = 0; j < hw; j++) acc[c][binIndex(x[c * hw + j], s.edges[0])] += 1; });
       this.#addOutputs(acc, outputs[i]);
       return acc;
     });
@@ -421,7 +690,7 @@ export class DriftMonitor {
   observeTexts(lengths, outputs) {
     const rows = this.#pick(outputs.length).map((i) => {
       const acc = this.#blank();
-      acc[0][binIndex(lengths[i], this.inputs[0].edges)] += 1;
+      acc[0][binIndex(lengths[i], this.inputs[0].edges[0])] += 1;
       this.#addOutputs(acc, outputs[i]);
       return acc;
     });
@@ -429,52 +698,44 @@ export class DriftMonitor {
   }
 
   #accumulate(rows) {
-    const done = [];
+    const done = [], stats = this.stats;
     this.sampled += rows.length;
     for (const row of rows) {
-      row.forEach((r, s) => r.forEach((v, k) => { this.window[s][k] += v; }));
+      row.forEach((r, s) => {
+        if (stats[s].metric === "mmd") this.reservoir.add(r);
+        else r.forEach((v, k) => { this.window[s][k] += v; });
+      });
       this.windowN++;
-      if (this.windowN >= this.config.window) { done.push(this.#build(true)); this.#reset(); }
+      if (this.windowN >= this.config.window) { done.push(this.#build(true)); this.windows++; this.#reset(); }
     }
     done.forEach((r) => this.#emit(r));
     return done;
   }
 
-  #score(stat, acc) {
-    let value, detail;
-    if (stat.metric === "psi") {
-      value = psi(acc, stat.reference);
-      const total = Math.max(acc.reduce((a, b) => a + b, 0), 1);
-      const fr = acc.map((c) => round6(c / total));
-      detail = { fractions: stat.bins ? Object.fromEntries(stat.bins.map((b, k) => [b, fr[k]])) : fr };
-    } else {
-      const [n, s, s2] = acc, mean = n ? s / n : NaN, std = n ? Math.sqrt(Math.max(s2 / n - mean * mean, 0)) : NaN;
-      const [rm, rs] = stat.reference, scale = Math.max(rs, 1e-3 * Math.abs(rm), 1e-12);
-      value = (mean - rm) / scale;
-      detail = { mean, std, reference_mean: rm, reference_std: rs };
-    }
-    return { name: stat.name, metric: stat.metric, value: round6(value), status: status(this.config, stat.metric, value), ...detail };
-  }
-
   #build(full) {
-    const stats = this.windowN ? this.stats.map((s, i) => this.#score(s, this.window[i])) : [];
-    let worst = null;
+    const c = this.config, all = this.stats;
+    const stats = this.windowN ? all.map((s, i) => {
+      const mmd = s.metric === "mmd" ? [...this.embedding.mmdTest(this.reservoir.rows, c.permutations, c.seed), this.reservoir.rows.length] : null;
+      return scoreStat(s, this.window[i], mmd, this.windowN, this.referenceSamples, c, all.length, this.minSamples);
+    }) : [];
+    let worst = null; // the most severe, then the smallest p-value (the first wins a tie)
     for (const r of stats) {
-      const rank = STATUSES.indexOf(r.status), wr = worst ? STATUSES.indexOf(worst.status) : -1;
-      if (!worst || rank > wr || (rank === wr && Math.abs(r.value) > Math.abs(worst.value))) worst = r;
+      const a = STATUSES.indexOf(r.status), b = worst ? STATUSES.indexOf(worst.status) : -1;
+      if (!worst || a > b || (a === b && r.p_value < worst.p_value)) worst = r;
     }
-    const report = {
+    return {
       schema: REPORT_SCHEMA,
       created_utc: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
+      device: this.device,
       bundle: { ...this.identity },
-      window: { index: this.windows, samples: this.windowN, full, requests_seen: this.seen, sampled_total: this.sampled, reference_samples: this.referenceSamples },
-      config: { ...this.config },
+      window: { index: this.windows, samples: this.windowN, full, requests_seen: this.seen, sampled_total: this.sampled,
+        reference_samples: this.referenceSamples, min_samples: this.minSamples, tests: all.length },
+      config: { ...c },
       status: worst ? worst.status : "no_data",
       worst: worst ? worst.name : null,
       statistics: stats,
+      sketches: {}, // no KLL sketches in the browser
     };
-    if (full) this.windows++;
-    return report;
   }
 
   report() { return this.#build(false); }
