@@ -67,10 +67,11 @@ final class Telemetry {
         return 4 * Math.sqrt(2 * q * (1 - q) / draws) + 1.0 / (draws + 1);
     }
 
-    /** Python's reports against Java's, field by field. */
+    /** Python's reports against Java's, field by field; returns the largest p-value gap over its tolerance. */
     @SuppressWarnings("unchecked")
-    static void assertReports(String name, List<Object> want, List<Map<String, Object>> got, double tol) {
+    static double assertReports(String name, List<Object> want, List<Map<String, Object>> got, double tol) {
         assertEquals(name + ": reports", want.size(), got.size());
+        double worst = 0;
         for (int i = 0; i < want.size(); i++) {
             String at = name + "[" + i + "]";
             // through JSON and back, as a reader of the JSON-lines file would see the Java report
@@ -98,7 +99,9 @@ final class Telemetry {
                         : metric.endsWith("psi") ? monteCarloTolerance(pw, DriftStats.NULL_DRAWS) : tol;
                 assertTrue(path + ".p_value: " + pg + " vs " + pw + " (tolerance " + ptol + ")",
                         Math.abs(pg - pw) <= ptol);
+                worst = Math.max(worst, Math.abs(pg - pw) / ptol);
             }
         }
+        return worst;
     }
 }
