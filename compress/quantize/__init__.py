@@ -6,9 +6,11 @@ QAT, the accuracy-budget fallback, and the ``quantize`` / ``qat`` recipe stages.
 ============================  ==========================================
 module                        what it holds
 ============================  ==========================================
-``presets``                   named targets (``x86``, ``x86-dynamic``, ``tensorrt``, ``fp16``)
-``ort``                       onnxruntime backend: static / dynamic int8, fp16 of an ONNX file
-``pt2e``                      pt2e backend (XNNPACK / litert quantizers) for the mobile formats
+``config``                    ``QuantConfig``, the one config every backend and preset uses
+``backend``                   the backend interface, its registry and the built-in backends
+``presets``                   named targets (``x86``, ``tensorrt``, ..., ``xnnpack``, ``litert-fp16``)
+``ort``                       onnxruntime math: static / dynamic int8, fp16 of an ONNX file
+``pt2e``                      pt2e math (XNNPACK / litert quantizers) for the mobile formats
 ``transforms``                CLE, bias correction, SmoothQuant (``model -> model``)
 ``qat``                       quantization-aware training (pt2e, XNNPACK ``is_qat``)
 ``budget``                    per-node fallback to float under an accuracy budget
@@ -28,9 +30,11 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "QuantConfig": "config", "MIN_CALIBRATION_SAMPLES": "config",
+    "BACKENDS": "backend", "QuantBackend": "backend", "get_backend": "backend", "quantize": "backend",
+    "register_backend": "backend",
     "OnnxQuantConfig": "ort", "quantize_onnx": "ort", "per_node_sqnr": "ort", "describe": "ort",
-    "MIN_CALIBRATION_SAMPLES": "ort",
-    "PRESETS": "presets", "preset": "presets",
+    "PRESETS": "presets", "preset": "presets", "presets_taking": "presets",
     "quantize_pt2e": "pt2e", "calibration_batches": "pt2e",
     "equalize": "transforms", "smooth": "transforms", "correct_bias": "transforms", "WeightQuant": "transforms",
     "QatConfig": "qat", "qat": "qat", "prepare_qat": "qat",

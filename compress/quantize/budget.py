@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgesmith.compress.quantize.ort import (
-    MIN_CALIBRATION_SAMPLES,
-    per_node_sqnr,
-    quantize_onnx,
-)
+from edgesmith.compress.quantize.backend import quantize
+from edgesmith.compress.quantize.config import MIN_CALIBRATION_SAMPLES
+from edgesmith.compress.quantize.ort import per_node_sqnr
 from edgesmith.conf.base import RecipeError
 
 if TYPE_CHECKING:
@@ -90,7 +88,7 @@ def quantize_to_budget(
             step's file is measured, so each fallback's latency cost is reported.
 
     Returns:
-        ``quantization`` (:func:`quantize_onnx`'s info for the kept file), ``metrics``,
+        ``quantization`` (the backend's report for the kept file), ``metrics``,
         ``drop_points`` and ``budget`` (None without one, else the metric, the
         budget, ``float_nodes`` kept in float, ``fp32_p50_ms`` and one entry per
         step, with ``p50_ms`` and ``p50_delta_ms`` vs the step before when ``latency``).
@@ -101,7 +99,7 @@ def quantize_to_budget(
     """
     samples = sum(len(next(iter(b.values()))) for b in calibration)
     onnx_cfg = config.onnx_config(max(samples, MIN_CALIBRATION_SAMPLES))
-    info = quantize_onnx(fp32_path, out_path, onnx_cfg, calibration)
+    info = quantize(fp32_path, onnx_cfg, calibration, out=out_path)
     metrics = evaluate(Path(out_path))
     drop = _points(reference[metric] - metrics[metric])
     budget = config.accuracy_budget
@@ -127,7 +125,7 @@ def quantize_to_budget(
         for r in ranking:
             kept.append(r["node"])
             cfg = config.onnx_config(onnx_cfg.calibration_samples, [glob.escape(n) for n in kept])
-            info = quantize_onnx(fp32_path, out_path, cfg, calibration)
+            info = quantize(fp32_path, cfg, calibration, out=out_path)
             metrics = evaluate(Path(out_path))
             drop = _points(reference[metric] - metrics[metric])
             best = min(best, drop)

@@ -8,7 +8,7 @@ with one line naming the precision and the number. Named hardware targets live
 in :mod:`edgesmith.compress.quantize.presets`.
 
 Example:
-    >>> cfg = OnnxQuantConfig(precision="int8", calibration="percentile")
+    >>> cfg = QuantConfig(precision="int8", calibration="percentile")
     >>> info = quantize_onnx("model.onnx", "model.int8.onnx", cfg, batches)  # doctest: +SKIP
     >>> info["check"]["sqnr_db"], info["compute_precision"]["int8"]  # doctest: +SKIP
     (31.2, {'Conv': 2, 'Gemm': 3})
@@ -24,20 +24,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from edgesmith.conf.base import Config, RecipeError, at_least, between
+from edgesmith.compress.quantize.config import MIN_CALIBRATION_SAMPLES, QuantConfig
+from edgesmith.conf.base import RecipeError
 from edgesmith.errors import EdgesmithError, MissingExtraError, StageError, UserError
 from edgesmith.numeric import mean_cosine, sqnr_db
 
-__all__ = ["OnnxQuantConfig", "describe", "per_node_sqnr", "quantize_onnx"]
+__all__ = ["MIN_CALIBRATION_SAMPLES", "OnnxQuantConfig", "QuantConfig", "describe", "per_node_sqnr",
+           "quantize_onnx"]
 
-MIN_CALIBRATION_SAMPLES = 8
 _TWO_GB = 2 * 1024**3
 _ORT_MAX_IR = 13  # onnxruntime 1.31 refuses IR 14, onnx 1.23's default for a new model
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "Gather"}
@@ -47,78 +47,14 @@ _ENTROPY_BINS = 512  # 4x the 128 quantized bins; 2048 (TensorRT) costs ~1 s a t
 _CALIBRATORS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
-@dataclass
-class OnnxQuantConfig(Config):
-    """How to quantize an ONNX file.
-
-    Attributes:
-        precision: ``int8`` (static, QDQ, calibrated), ``int8-dynamic`` or ``fp16``.
-        per_channel: One weight scale per output channel (int8 modes).
-        symmetric_weights: Weights int8 with zero point 0 (else uint8 asymmetric).
-        symmetric_activations: Activations int8 symmetric (TensorRT); else uint8
-            asymmetric (onnxruntime CPU's fast u8s8 kernels). Static int8 only.
-        reduce_range: 7-bit weights: x86 CPUs without VNNI saturate u8 x s8 products
-            in int16 (vpmaddubsw) and lose far more than the one bit this costs.
-        calibration: Activation range observer for static int8: ``minmax``,
-            ``percentile`` (clip at ``percentile``) or ``entropy`` (KL).
-        percentile: Percentile kept by the ``percentile`` observer.
-        calibration_samples: At most this many samples are fed to calibration.
-        op_types: ONNX op types to quantize (fp16: to convert); None means
-            onnxruntime's default set for the mode.
-        exclude_nodes: Node names or fnmatch patterns kept in float32; each must
-            match a node of the (pre-processed) graph.
-        include_nodes: Node names or fnmatch patterns to quantize (each must match);
-            every other node is kept in float32. None quantizes every node.
-        min_sqnr_db: Output SQNR vs fp32 on the calibration batch below which the
-            result is refused; None: no floor.
-        check_on: Where that SQNR is measured: ``onnxruntime`` (its CPU int8
-            kernels) or ``qdq-reference`` (Q/DQ evaluated in float, what a
-            TensorRT-like backend computes; onnxruntime CPU numbers are reported too).
-        float_outputs: Static int8: drop the Q/DQ pair on each graph output, so the
-            last op writes float (onnxruntime still fuses it, e.g. QGemm with float
-            output) and outputs beyond the calibration range are not clipped
-            (digits student, 64 calibration samples: logits max |diff| 3.9 -> 0.6).
-        float_op_outputs: Static int8: op types whose outputs get no Q/DQ (onnxruntime's
-            ``OpTypesToExcludeOutputQuantization``); their consumers read float. For
-            transformers ``[MatMul]``: a float bias Add follows every MatMul, so quantizing
-            its output only adds noise (MiniLM, MatMul int8: output SQNR 8.2 -> 15.7 dB).
-    """
-
-    precision: Literal["int8", "int8-dynamic", "fp16"]
-    per_channel: bool = True
-    symmetric_weights: bool = True
-    symmetric_activations: bool = False
-    reduce_range: bool = False
-    calibration: Literal["minmax", "percentile", "entropy"] = "minmax"
-    percentile: float = field(default=99.99, metadata=between(90, 100, hi_open=True))
-    calibration_samples: int = field(default=256, metadata=at_least(MIN_CALIBRATION_SAMPLES))
-    op_types: list[str] | None = None
-    exclude_nodes: list[str] = field(default_factory=list)
-    include_nodes: list[str] | None = None
-    min_sqnr_db: float | None = 10.0
-    check_on: Literal["onnxruntime", "qdq-reference"] = "onnxruntime"
-    float_outputs: bool = False
-    float_op_outputs: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        if self.op_types is not None and not self.op_types:
-            raise RecipeError("op_types", "is empty: list op types to quantize, or null for the default set")
-        if self.include_nodes is not None and not self.include_nodes:
-            raise RecipeError("include_nodes", "is empty: list node name patterns to quantize, or null for all")
-        if self.symmetric_activations and self.precision != "int8":
-            raise RecipeError("symmetric_activations", f"applies to static int8 only, not {self.precision}")
-        if self.float_outputs and self.precision != "int8":
-            raise RecipeError("float_outputs", f"applies to static int8 only, not {self.precision}")
-        if self.float_op_outputs and self.precision != "int8":
-            raise RecipeError("float_op_outputs", f"applies to static int8 only, not {self.precision}")
-
-
+# The one config type (it was ONNX-only and named so); kept as an alias.
+OnnxQuantConfig = QuantConfig
 
 
 def quantize_onnx(
     fp32_path: str | os.PathLike,
     out_path: str | os.PathLike,
-    config: OnnxQuantConfig,
+    config: QuantConfig,
     calibration: Iterable[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``fp32_path`` into ``out_path`` (written atomically, one file below 2 GB).
@@ -232,13 +168,13 @@ def describe(model: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- per precision
 
-def _static(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], large: bool):
+def _static(src: Path, tmp: Path, config: QuantConfig, batches: list[dict], large: bool):
     import onnx
     from onnxruntime import quantization as q
 
     if not batches:
         raise StageError(
-            f"quantize: static int8 needs calibration data ({config.calibration_samples} samples from "
+            f"quantize: static int8 needs calibration data ({config.calibration_samples or 'all'} samples from "
             "the recipe's calibration split); pass calibration batches or use precision int8-dynamic")
     pre, how = _preprocess(src, tmp, large, symbolic=True)
     _drop_weight_shapes(pre)
@@ -287,7 +223,7 @@ def _float_outputs(model: Any) -> None:
         graph.initializer.remove(t)
 
 
-def _calibrate(pre: Path, tmp: Path, config: OnnxQuantConfig, op_types: list[str] | None,
+def _calibrate(pre: Path, tmp: Path, config: QuantConfig, op_types: list[str] | None,
                batches: list[dict], large: bool) -> Path:
     """Activation ranges, written as onnxruntime's calibration cache.
 
@@ -335,7 +271,7 @@ def _full_range_outputs(pre: Path, ranges: Any, batches: list[dict], symmetric: 
         ranges[n] = TensorData(lowest=np.array(lo[n], np.float32), highest=np.array(hi[n], np.float32))
 
 
-def _dynamic(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], large: bool):
+def _dynamic(src: Path, tmp: Path, config: QuantConfig, batches: list[dict], large: bool):
     import onnx
     from onnxruntime import quantization as q
 
@@ -360,7 +296,7 @@ def _dynamic(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict],
     return onnx.load(str(tmp / "q.onnx")), how
 
 
-def _fp16(src: Path, tmp: Path, config: OnnxQuantConfig, batches: list[dict], large: bool):
+def _fp16(src: Path, tmp: Path, config: QuantConfig, batches: list[dict], large: bool):
     import onnx
 
     try:
@@ -404,28 +340,29 @@ class _Reader:
         self._it = iter(self.batches)
 
 
-def _take(calibration: Iterable[dict[str, np.ndarray]] | None, config: OnnxQuantConfig,
+def _take(calibration: Iterable[dict[str, np.ndarray]] | None, config: QuantConfig,
           inputs: dict[str, np.dtype]) -> list[dict[str, np.ndarray]]:
-    """Up to ``config.calibration_samples`` samples, cast to the model's input dtypes."""
+    """Up to ``config.calibration_samples`` samples (None: all), cast to the model's input dtypes."""
     if calibration is None:
         return []
+    limit = config.calibration_samples
     out, n = [], 0
     for i, batch in enumerate(calibration):
         if not isinstance(batch, dict) or set(batch) != set(inputs):
             got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
             raise StageError(f"quantize: calibration batch {i} has inputs {got}; the model takes {sorted(inputs)}")
-        take = config.calibration_samples - n
+        take = None if limit is None else limit - n
         arrays = {k: np.ascontiguousarray(np.asarray(batch[k])[:take], dtype=inputs[k]) for k in inputs}
         size = len(next(iter(arrays.values())))
         if size:
             out.append(arrays)
             n += size
-        if n >= config.calibration_samples:
+        if limit is not None and n >= limit:
             break
     if 0 < n < MIN_CALIBRATION_SAMPLES:
         raise StageError(
             f"quantize: {n} calibration samples is too few for {config.precision} (need at least "
-            f"{MIN_CALIBRATION_SAMPLES}, {config.calibration_samples} asked); enlarge data.splits.calibration")
+            f"{MIN_CALIBRATION_SAMPLES}, {config.calibration_samples or 'all'} asked); enlarge data.splits.calibration")
     return out
 
 
@@ -484,7 +421,7 @@ def _drop_weight_shapes(pre: Path) -> None:
         onnx.save(model, str(pre))
 
 
-def _excluded(graph: Any, config: OnnxQuantConfig) -> list[str]:
+def _excluded(graph: Any, config: QuantConfig) -> list[str]:
     """Names of the nodes kept in float: ``exclude_nodes``, and every node that
     ``include_nodes`` (when given) does not match."""
     exclude = _match_nodes(graph, config.exclude_nodes)
@@ -507,7 +444,7 @@ def _match_nodes(graph: Any, patterns: list[str], key: str = "exclude_nodes") ->
     return matched
 
 
-def _check_op_types(config: OnnxQuantConfig, registry: Iterable[str]) -> list[str] | None:
+def _check_op_types(config: QuantConfig, registry: Iterable[str]) -> list[str] | None:
     if config.op_types is None:
         return None
     bad = [t for t in config.op_types if t not in registry]
@@ -517,7 +454,7 @@ def _check_op_types(config: OnnxQuantConfig, registry: Iterable[str]) -> list[st
     return list(config.op_types)
 
 
-def _check(ort: Any, src: Path, staged: Path, batches: list[dict], config: OnnxQuantConfig) -> dict | None:
+def _check(ort: Any, src: Path, staged: Path, batches: list[dict], config: QuantConfig) -> dict | None:
     """Run the fp32 and quantized files on up to 64 calibration samples.
 
     The quantized file runs twice: with onnxruntime's CPU kernels (fused int8

@@ -29,10 +29,11 @@ Example (a recipe's ``stages:`` entry)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Literal
 
-from edgesmith.compress.quantize.ort import MIN_CALIBRATION_SAMPLES, OnnxQuantConfig
-from edgesmith.compress.quantize.presets import PRESETS, preset
+from edgesmith.compress.quantize.config import MIN_CALIBRATION_SAMPLES, QuantConfig
+from edgesmith.compress.quantize.presets import PRESETS, preset, presets_taking
 from edgesmith.compress.quantize.qat import QatConfig
 from edgesmith.compress.quantize.scoring import feeds, onnx_scorer
 from edgesmith.compress.stage import file_stage, register_stage
@@ -42,7 +43,7 @@ from edgesmith.numeric import finite_or_none, mean_cosine, quality_metric, sqnr_
 
 __all__ = ["QuantizeConfig", "QatConfig", "stage_key"]
 
-# OnnxQuantConfig field -> the stage's key, so that an error names what the recipe wrote.
+# QuantConfig field -> the stage's key, so that an error names what the recipe wrote.
 _STAGE_KEY = {"calibration": "method", "symmetric_activations": "symmetric", "exclude_nodes": "exclude",
               "include_nodes": "include", "min_sqnr_db": "sqnr_floor"}
 _STATIC_ONLY = ("method", "percentile", "symmetric", "float_op_outputs")
@@ -105,8 +106,15 @@ class QuantizeConfig(StageConfig):
     smoothquant: float | None = field(default=None, metadata=between(0, 1))
 
     def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise RecipeError("preset", PRESETS.unknown_message(self.preset))
+        names = presets_taking("onnx")
+        if self.preset in PRESETS and self.preset not in names:
+            raise RecipeError("preset", f"'{self.preset}' quantizes a model for a mobile format (set it through "
+                                        f"export.precision); this stage takes {', '.join(names)}")
+        if self.preset not in names:
+            close = difflib.get_close_matches(self.preset, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RecipeError("preset", f"unknown onnx quantization preset '{self.preset}'{hint}; "
+                                        f"choose one of: {', '.join(names)}")
         config = self.onnx_config(MIN_CALIBRATION_SAMPLES)
         for key in _INT8_ONLY:
             if getattr(self, key) not in (None, False) and config.precision == "fp16":
@@ -117,8 +125,8 @@ class QuantizeConfig(StageConfig):
         """Whether a transform of :mod:`edgesmith.compress.quantize.transforms` runs before the export."""
         return self.equalize or self.bias_correction or self.smoothquant is not None
 
-    def onnx_config(self, calibration_samples: int, exclude: list[str] | None = None) -> OnnxQuantConfig:
-        """The preset's :class:`OnnxQuantConfig` with this stage's overrides applied."""
+    def onnx_config(self, calibration_samples: int, exclude: list[str] | None = None) -> QuantConfig:
+        """The preset's :class:`QuantConfig` with this stage's overrides applied."""
         base = PRESETS.get(self.preset)()
         for key in _STATIC_ONLY:
             if getattr(self, key) is not None and base.precision != "int8":
@@ -139,7 +147,7 @@ class QuantizeConfig(StageConfig):
 
 
 def stage_key(e: RecipeError) -> RecipeError:
-    """Rename an :class:`OnnxQuantConfig` key in ``e`` (``exclude_nodes``) to the stage's (``exclude``)."""
+    """Rename a :class:`QuantConfig` key in ``e`` (``exclude_nodes``) to the stage's (``exclude``)."""
     return RecipeError(_STAGE_KEY.get(e.key, e.key), e.message, e.file)
 
 
@@ -234,7 +242,6 @@ def _advanced_ptq(cfg: QuantizeConfig, model, batches: list, log) -> tuple[Any, 
     the stage's preset; returns the new model and each transform's report."""
     import dataclasses
 
-    from edgesmith.compress.quantize.ort import MIN_CALIBRATION_SAMPLES
     from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize, smooth
 
     onnx_cfg = cfg.onnx_config(MIN_CALIBRATION_SAMPLES)
@@ -270,13 +277,13 @@ def _plain_ptq(cfg: QuantizeConfig, fp32_path, out, calibration, evaluate, refer
     comparison); ``{"error"}`` when its settings do not fit the plain graph."""
     import dataclasses
 
-    from edgesmith.compress.quantize.ort import quantize_onnx
+    from edgesmith.compress.quantize.backend import quantize
     from edgesmith.errors import EdgesmithError
 
     samples = sum(len(next(iter(b.values()))) for b in calibration)
     try:  # no SQNR floor: the comparison wants plain PTQ's number even where it fails
-        info = quantize_onnx(fp32_path, out, dataclasses.replace(cfg.onnx_config(samples), min_sqnr_db=None),
-                             calibration)
+        info = quantize(fp32_path, dataclasses.replace(cfg.onnx_config(samples), min_sqnr_db=None), calibration,
+                        out=out)
         m = evaluate(out)
     except EdgesmithError as e:
         return {"error": str(e)}
