@@ -185,7 +185,9 @@ class ExportConfig(Config):
     a format must support the precision (its exporter's ``tolerances``). TensorRT
     has ``tensorrt_precision``; an int8 ONNX comes from a ``quantize`` stage.
     ``int8-dynamic`` (tflite, executorch): int8 weights, activations quantized at
-    run time, no calibration; for transformer encoders.
+    run time, no calibration; for transformer encoders. Each such precision resolves
+    to a quantization preset's :class:`~edgesmith.compress.quantize.config.QuantConfig`
+    (:meth:`quant_config`), the config type the ``quantize`` stage uses too.
 
     ``seq_len``: token models only: the sequence length a static-shape format
     (tflite) is exported at and the bound of a bounded-dynamic one (executorch);
@@ -220,6 +222,14 @@ class ExportConfig(Config):
                 hint = "; for an int8 ONNX add a 'quantize' stage" if fmt == "onnx" else ""
                 raise RecipeError(key, f"the {fmt} exporter does not export {p}; choose one of: "
                                        f"{', '.join(supported)}{hint}")
+
+    def quant_config(self, fmt: str) -> Any:
+        """The :class:`~edgesmith.compress.quantize.config.QuantConfig` that
+        ``precision[fmt]`` resolves to (e.g. tflite int8: the ``xnnpack`` preset), or
+        None for fp32."""
+        from edgesmith.export.formats import quant_config
+
+        return quant_config(fmt, self.precision.get(fmt, "fp32"))
 
 
 @dataclass

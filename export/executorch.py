@@ -11,13 +11,16 @@ Lowering runs with the mkldnn and nnpack conv backends switched off: in torch
 the graph, which pins a dynamic batch to at most 15. They are not used at
 runtime either way (XNNPACK runs the convolutions).
 
-Precisions: ``fp32``, and ``int8``: PT2E post-training quantization with
-ExecuTorch's ``XNNPACKQuantizer`` (symmetric, per-channel int8 weights, int8
-activations calibrated on real inputs passed as ``calibration=``), lowered to
-XNNPACK's quantized kernels; inputs and outputs stay float32. ``int8-dynamic``:
-int8 per-channel Linear weights with activations quantized per batch at run time
-(XNNPACK's dynamically quantized fully-connected kernels), no calibration; the
-choice for transformer encoders, whose activation outliers a static scale clips
+Precisions: ``fp32``, and each other precision resolves to a quantization preset
+(the format descriptor's ``quant_presets``) run by the ``pt2e`` backend of
+:mod:`edgesmith.compress.quantize.backend`. ``int8`` (preset ``xnnpack``): PT2E
+post-training quantization with ExecuTorch's ``XNNPACKQuantizer`` (symmetric,
+per-channel int8 weights, int8 activations calibrated on real inputs passed as
+``calibration=``), lowered to XNNPACK's quantized kernels; inputs and outputs stay
+float32. ``int8-dynamic`` (preset ``xnnpack-dynamic``): int8 per-channel Linear
+weights with activations quantized per batch at run time (XNNPACK's dynamically
+quantized fully-connected kernels), no calibration; the choice for transformer
+encoders, whose activation outliers a static scale clips
 (MiniLM student: cosine 0.82 static).
 
 The artifact info reports delegation coverage: how many ops run inside XNNPACK
@@ -42,10 +45,12 @@ from typing import Any
 import torch
 
 from edgesmith import atomic
-from edgesmith.compress.quantize.pt2e import calibration_batches, quantize_pt2e
+from edgesmith.compress.quantize.backend import get_backend
+from edgesmith.compress.quantize.pt2e import calibration_batches
 from edgesmith.errors import ExportError
 from edgesmith.export.base import ExportArtifact, Exporter, precision_of
 from edgesmith.export.failures import export_error
+from edgesmith.export.formats import quant_config
 from edgesmith.export.pt2 import with_input_names
 from edgesmith.export.signature import IO_KEY, output_names, plain_inputs, tensor_entry
 from edgesmith.runtimes.base import require
@@ -134,19 +139,6 @@ def io_spec(program: torch.export.ExportedProgram, task: Any) -> dict[str, list[
     return {"inputs": inputs, "outputs": outputs}
 
 
-def _quantized(ep: torch.export.ExportedProgram, batches: list[tuple[torch.Tensor, ...]],
-               dynamic: bool = False) -> torch.fx.GraphModule:
-    """``ep`` as a PT2E int8 graph for XNNPACK, calibrated on ``batches`` (``dynamic``:
-    int8 Linear weights, activations quantized at run time; the batches only trace)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    return quantize_pt2e(ep.module(), XNNPACKQuantizer().set_global(config), batches)
-
-
 class ExecuTorchExporter(Exporter):
     """``model.pte`` for the ``executorch`` runtime, XNNPACK-delegated.
 
@@ -178,6 +170,7 @@ class ExecuTorchExporter(Exporter):
         if precision not in self.tolerances:
             raise ExportError(f"executorch: precision '{precision}' is not supported yet; "
                               f"choose one of: {', '.join(self.tolerances)}")
+        qconfig = quant_config(self.name, precision)  # the xnnpack / xnnpack-dynamic preset (pt2e)
         if precision == "int8":
             batches = calibration_batches(calibration, self.name)
         elif precision == "int8-dynamic":  # nothing to calibrate: one pass traces the observers
@@ -199,8 +192,8 @@ class ExecuTorchExporter(Exporter):
                 with _xnnpack_conv_tracing():  # (and no graph dumps on stdout on failure)
                     named, example = with_input_names(model, task.input_names), plain_inputs(example_inputs)
                     ep = torch.export.export(named, example, dynamic_shapes=shapes)
-                    if batches is not None:
-                        quantized = _quantized(ep, batches, dynamic=precision == "int8-dynamic")
+                    if qconfig is not None:
+                        quantized = get_backend(qconfig.backend).quantize(ep.module(), qconfig, batches)
                         ep = torch.export.export(quantized, example, dynamic_shapes=shapes)
                     spec = io_spec(ep, task)
                     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
@@ -220,12 +213,11 @@ class ExecuTorchExporter(Exporter):
             "planned_memory_bytes": int(sum(plan.non_const_buffer_sizes)),
             "export_seconds": round(seconds, 2),
         }
-        if batches is not None:
-            info["quantization"] = (
-                {"quantizer": "XNNPACKQuantizer", "scheme": "symmetric per-channel int8",
-                 "calibration_samples": sum(len(b[0]) for b in batches)} if precision == "int8" else
-                {"quantizer": "XNNPACKQuantizer", "scheme": "dynamic int8: per-channel int8 Linear weights, "
-                 "activations quantized per batch at run time", "calibration_samples": 0})
+        if qconfig is not None:
+            info["quantization"] = {"preset": self.spec.quant_presets[precision],
+                                    **get_backend(qconfig.backend).describe(qconfig),
+                                    "calibration_samples": sum(len(b[0]) for b in batches) if precision == "int8"
+                                    else 0}
         atomic.write_json(out_dir / "export.json", {"format": "executorch", "precision": precision, **info})
         return ExportArtifact("executorch", precision, path, self.runtime, self.tolerances[precision],
                               [path], info)

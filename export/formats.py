@@ -25,7 +25,7 @@ from typing import Any
 from edgesmith.export.base import Tolerance, tiers
 from edgesmith.registry import Registry
 
-__all__ = ["FORMATS", "FormatSpec", "format_for_runtime", "get_exporter", "register_format"]
+__all__ = ["FORMATS", "FormatSpec", "format_for_runtime", "get_exporter", "quant_config", "register_format"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class FormatSpec:
         nearest: The formats to try when this one cannot take a model (export errors say it).
         libraries: PyPI distributions whose versions identify its toolchain.
         gpu_only: Exported files can be built and run only with a GPU.
+        quant_presets: The quantization preset (:mod:`edgesmith.compress.quantize.presets`)
+            each of its ``export.precision`` values other than fp32 resolves to.
     """
 
     name: str
@@ -53,6 +55,7 @@ class FormatSpec:
     nearest: str = "onnx"
     libraries: tuple[str, ...] = ()
     gpu_only: bool = False
+    quant_presets: dict[str, str] = field(default_factory=dict)
 
 
 FORMATS: Registry[FormatSpec] = Registry("export format")
@@ -85,6 +88,23 @@ def format_for_runtime(runtime: str) -> str | None:
     return next((name for name, spec in FORMATS.items() if spec.runtime == runtime), None)
 
 
+def quant_config(fmt: str, precision: str) -> Any:
+    """The :class:`~edgesmith.compress.quantize.config.QuantConfig` that precision
+    ``precision`` of format ``fmt`` means (its descriptor's ``quant_presets``), or
+    None for a precision that quantizes nothing (fp32).
+
+    Example:
+        >>> quant_config("tflite", "int8").backend, quant_config("tflite", "fp32")
+        ('pt2e', None)
+    """
+    name = FORMATS.get(fmt).quant_presets.get(precision)
+    if name is None:
+        return None
+    from edgesmith.compress.quantize.presets import preset
+
+    return preset(name)
+
+
 # ------------------------------------------------------------- the built-ins
 register_format(FormatSpec("onnx", ".onnx", "onnxruntime", "edgesmith.export.onnx:OnnxExporter",
                            nearest="pt2 or torchscript-lite", libraries=("onnx", "onnxruntime")))
@@ -93,10 +113,11 @@ register_format(FormatSpec("pt2", ".pt2", "torch", "edgesmith.export.pt2:Pt2Expo
                            nearest="onnx or torchscript-lite", libraries=("torch",)))
 register_format(FormatSpec("tflite", ".tflite", "litert", "edgesmith.export.tflite:TfliteExporter", extra="tflite",
                            tolerances=tiers("fp16", "int8", "int8-dynamic"), nearest="executorch or onnx",
-                           libraries=("litert-torch", "ai-edge-litert")))
+                           libraries=("litert-torch", "ai-edge-litert"),
+                           quant_presets={"fp16": "litert-fp16", "int8": "xnnpack", "int8-dynamic": "litert-dynamic"}))
 register_format(FormatSpec("executorch", ".pte", "executorch", "edgesmith.export.executorch:ExecuTorchExporter",
                            extra="mobile", tolerances=tiers("int8", "int8-dynamic"), nearest="onnx or tflite",
-                           libraries=("executorch",)))
+                           libraries=("executorch",), quant_presets={"int8": "xnnpack", "int8-dynamic": "xnnpack-dynamic"}))
 register_format(FormatSpec("torchscript-lite", ".ptl", "torchscript-lite",
                            "edgesmith.export.torchscript_lite:TorchScriptLiteExporter",
                            nearest="executorch or onnx", libraries=("torch",)))

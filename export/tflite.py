@@ -11,19 +11,23 @@ Inputs keep PyTorch's NCHW layout (``layout: "NCHW"``); an NHWC input
 (``litert_torch.to_channel_last_io``) is a planned option. The signature's inputs
 and outputs carry the task's names.
 
-Precisions plug into ``_CONVERTERS``:
+Each precision other than fp32 resolves to a quantization preset (the format
+descriptor's ``quant_presets``, a :class:`~edgesmith.compress.quantize.config.QuantConfig`)
+whose backend (:mod:`edgesmith.compress.quantize.backend`) picks the converter in
+``_CONVERTERS``:
 
 - ``fp32``.
-- ``fp16``: fp16 weights (litert-torch's ``full_fp16_recipe``, run by
-  ai-edge-quantizer); the weights are dequantized to float32 at load and
+- ``fp16`` (preset ``litert-fp16``, backend ``litert``): fp16 weights
+  (litert-torch's ``full_fp16_recipe``, run by ai-edge-quantizer); the weights are dequantized to float32 at load and
   computed in float32 (XNNPACK may compute in fp16 on devices that support it).
-- ``int8``: PT2E post-training quantization with litert-torch's
-  ``PT2EQuantizer`` (symmetric, per-channel int8 weights, int8 activations
+- ``int8`` (preset ``xnnpack``, backend ``pt2e``): PT2E post-training
+  quantization with litert-torch's ``PT2EQuantizer`` (symmetric, per-channel int8 weights, int8 activations
   calibrated on real inputs passed as ``calibration=``), converted in static
   mode to a fully int8 flatbuffer. Its inputs and outputs are int8 with a scale
   and zero point (``info["quantized_io"]``); the LiteRT runtime quantizes and
   dequantizes them, an app must do the same.
-- ``int8-dynamic``: dynamic-range int8 (litert-torch's ``full_dynamic_recipe``):
+- ``int8-dynamic`` (preset ``litert-dynamic``, backend ``litert``): dynamic-range
+  int8 (litert-torch's ``full_dynamic_recipe``):
   per-channel int8 weights, activations quantized per batch at run time, float
   inputs and outputs; no calibration. The choice for transformer encoders, whose
   activation outliers a static per-tensor scale clips (MiniLM: cosine 0.98 static).
@@ -49,10 +53,13 @@ import torch
 from torch import nn
 
 from edgesmith import atomic
-from edgesmith.compress.quantize.pt2e import calibration_batches, quantize_pt2e
+from edgesmith.compress.quantize.backend import get_backend
+from edgesmith.compress.quantize.config import QuantConfig
+from edgesmith.compress.quantize.pt2e import calibration_batches
 from edgesmith.errors import ExportError
 from edgesmith.export.base import ExportArtifact, Exporter, precision_of
 from edgesmith.export.failures import export_error
+from edgesmith.export.formats import quant_config
 from edgesmith.export.pt2 import with_input_names
 from edgesmith.export.signature import NamedOutputs, plain_inputs, static_example
 from edgesmith.runtimes.base import require
@@ -60,17 +67,17 @@ from edgesmith.runtimes.base import require
 Sample = dict[str, torch.Tensor]
 
 
-def _convert_fp32(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
+def _convert_fp32(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None,
+                  config: QuantConfig | None) -> Any:
     # Keyword samples make the signature's input names the task's input names; enable_x64
     # keeps int64 token ids int64 (the default downcasts model I/O to int32).
     return litert_torch.convert(model, sample_kwargs=sample, enable_x64=True)
 
 
-def _convert_fp16(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
-    from litert_torch.generative.quantize import quant_recipes
-
-    return litert_torch.convert(model, sample_kwargs=sample, enable_x64=True,
-                                quant_config=quant_recipes.full_fp16_recipe())
+def _convert_litert(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None,
+                    config: QuantConfig) -> Any:
+    # fp16 / dynamic int8: a litert-torch recipe applied while converting
+    return get_backend(config.backend).quantize(model, config, sample=sample)
 
 
 def _static_rows(sample: Sample) -> Callable[[tuple[torch.Tensor, ...]], list[Sample]]:
@@ -96,32 +103,26 @@ def _static_rows(sample: Sample) -> Callable[[tuple[torch.Tensor, ...]], list[Sa
     return fit
 
 
-def _convert_int8(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
-    from litert_torch.quantize import pt2e_quantizer
-    from litert_torch.quantize.quant_config import QuantConfig
+def _convert_pt2e(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None,
+                  config: QuantConfig) -> Any:
+    from litert_torch.quantize.quant_config import QuantConfig as LitertQuantConfig
 
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    backend = get_backend(config.backend)
+    quantizer = backend.quantizer(config, "litert")  # litert-torch's own copy of XNNPACK's quantizer
     graph = torch.export.export(model, (), sample).module()
     # Q/DQ pairs left unfolded: litert-torch's static mode fuses them into int8 kernels
-    graph = quantize_pt2e(graph, quantizer, batches, fit=_static_rows(sample), fold_quantize=False)
+    graph = backend.quantize(graph, config, batches, quantizer=quantizer, fit=_static_rows(sample),
+                             fold_quantize=False)
     return litert_torch.convert(graph, sample_kwargs=sample, enable_x64=True,
-                                quant_config=QuantConfig(pt2e_quantizer=quantizer))
+                                quant_config=LitertQuantConfig(pt2e_quantizer=quantizer))
 
 
-def _convert_int8_dynamic(litert_torch: ModuleType, model: nn.Module, sample: Sample, batches: list | None) -> Any:
-    from litert_torch.generative.quantize import quant_recipes
-
-    return litert_torch.convert(model, sample_kwargs=sample, enable_x64=True,
-                                quant_config=quant_recipes.full_dynamic_recipe())
-
-
-# precision -> converter(litert_torch, model, keyword sample, calibration batches or None)
-_CONVERTERS: dict[str, Callable[[ModuleType, nn.Module, Sample, list | None], Any]] = {
-    "fp32": _convert_fp32,
-    "fp16": _convert_fp16,
-    "int8": _convert_int8,
-    "int8-dynamic": _convert_int8_dynamic,
+# the precision's quantization backend (None: fp32) -> converter(litert_torch, model, keyword
+# sample, calibration batches or None, the precision's QuantConfig or None)
+_CONVERTERS: dict[str | None, Callable[..., Any]] = {
+    None: _convert_fp32,
+    "litert": _convert_litert,
+    "pt2e": _convert_pt2e,
 }
 
 
@@ -184,10 +185,11 @@ class TfliteExporter(Exporter):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         litert_torch = require("litert_torch", "tflite", "the tflite exporter")
         precision = precision_of(config, self.name)
-        convert = _CONVERTERS.get(precision)
-        if convert is None or precision not in self.tolerances:
+        if precision not in self.tolerances:
             raise ExportError(f"tflite: precision '{precision}' is not supported yet; "
-                              f"choose one of: {', '.join(_CONVERTERS)}")
+                              f"choose one of: {', '.join(self.tolerances)}")
+        qconfig = quant_config(self.name, precision)
+        convert = _CONVERTERS[qconfig.backend if qconfig else None]
         batches = calibration_batches(calibration, self.name) if precision == "int8" else None
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +201,7 @@ class TfliteExporter(Exporter):
         try:
             with _quiet(), torch.no_grad():
                 edge_model = convert(litert_torch, wrapped, dict(zip(task.input_names, sample, strict=True)),
-                                     batches)
+                                     batches, qconfig)
                 edge_model.export(str(tmp))
         except ExportError:
             raise
@@ -217,11 +219,12 @@ class TfliteExporter(Exporter):
             "converter": f"litert-torch {getattr(litert_torch, '__version__', '?')}",
             "delegation": delegation,
         }
-        if batches is not None:
-            info["quantization"] = {"quantizer": "litert-torch PT2EQuantizer",
-                                    "scheme": "symmetric per-channel int8, static",
-                                    "calibration_samples": sum(len(b[0]) for b in batches),
-                                    "quantized_io": quantized_io}
+        if qconfig is not None:
+            info["quantization"] = {"preset": self.spec.quant_presets[precision],
+                                    **get_backend(qconfig.backend).describe(qconfig, flavour="litert"),
+                                    "calibration_samples": sum(len(b[0]) for b in batches) if batches else 0}
+            if batches is not None:
+                info["quantization"]["quantized_io"] = quantized_io
         atomic.write_json(out_dir / "export.json", {"format": "tflite", "precision": precision, **info})
         return ExportArtifact("tflite", precision, path, self.runtime, self.tolerances[precision],
                               [path], info)
