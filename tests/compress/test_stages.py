@@ -42,13 +42,13 @@ def test_prune_then_lowrank_shrink_the_student(run):
     out, summary = run
     stages = {s["name"]: s for s in summary["stages"]}
     assert list(stages) == ["distill", "prune", "lowrank", "sensitivity", "quantize", "qat"]
-    assert stages["distill"]["params"] == 3682
-    assert stages["prune"]["params"] == 1046  # widths 8/16/32 -> 4/8/16, output layer kept
-    assert stages["lowrank"]["params"] == 1046 - 16 * 32 + 5 * (16 + 32)  # classifier.2 at rank 5
+    assert stages["distill"]["params"] == 13754
+    assert stages["prune"]["params"] == 3682  # widths 16/32/64 -> 8/16/32, output layer kept
+    assert stages["lowrank"]["params"] == 3682 - 32 * 64 + 10 * (32 + 64)  # classifier.2 at rank 10
     prune_meta, lowrank_meta = _meta(out, "prune"), _meta(out, "lowrank")
-    assert [(r["out_before"], r["out_after"]) for r in prune_meta["layers"]] == [(8, 4), (16, 8), (32, 16), (10, 10)]
+    assert [(r["out_before"], r["out_after"]) for r in prune_meta["layers"]] == [(16, 8), (32, 16), (64, 32), (10, 10)]
     assert prune_meta["size_after"]["gzip_bytes"] < prune_meta["size_before"]["gzip_bytes"]
-    assert [(r["name"], r["rank"]) for r in lowrank_meta["layers"]] == [("classifier.2", 5)]
+    assert [(r["name"], r["rank"]) for r in lowrank_meta["layers"]] == [("classifier.2", 10)]
     for name in ("prune", "lowrank"):
         assert stages[name]["metrics"]["accuracy"] >= 0.6  # trained, not broken (a 3-epoch student here)
 
@@ -75,5 +75,5 @@ def test_run_time_errors_name_the_stage(run, tmp_path):
     shutil.copytree(run[0], out)
     with pytest.raises(RecipeError, match=r"^stages\[2\]\.include: \['nothing\.\*'\] .*matches no layer"):
         edgesmith.run("digits-quick", out, overrides=[*FAST, "stages.lowrank.include=[nothing.*]"])
-    with pytest.raises(RecipeError, match=r"^stages\[2\]\.rank: 20 is above the maximum rank 16 of layer 'classifier.2'"):
-        edgesmith.run("digits-quick", out, overrides=[*FAST, "stages.lowrank.ratio=null", "stages.lowrank.rank=20"])
+    with pytest.raises(RecipeError, match=r"^stages\[2\]\.rank: 40 is above the maximum rank 32 of layer 'classifier.2'"):
+        edgesmith.run("digits-quick", out, overrides=[*FAST, "stages.lowrank.ratio=null", "stages.lowrank.rank=40"])

@@ -12,7 +12,8 @@ from edgesmith.errors import ParityError
 from edgesmith.export.base import TIERS, Tolerance
 from edgesmith.export.onnx import OnnxExporter
 
-FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "benchmark.iterations=5",
+FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "stages.prune.epochs=1", "stages.lowrank.epochs=1",
+        "benchmark.iterations=5",
         "benchmark.min_seconds=0", "benchmark.warmup=1", "benchmark.runtimes=[onnxruntime]"]
 
 

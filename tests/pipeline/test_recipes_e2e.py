@@ -41,7 +41,7 @@ def test_digits_quick(tmp_path, edgesmith_cache):
     assert teacher["metrics"]["accuracy"] >= 0.95
     assert student["metrics"]["accuracy"] >= 0.90
     assert student["metrics"]["teacher_agreement"] >= 0.90
-    assert student["params"] * 5 <= teacher["params"]
+    assert student["params"] * 3 <= teacher["params"] and final["params"] * 20 <= teacher["params"]
     assert final["params"] < student["params"] and final["metrics"]["accuracy"] >= 0.85
     # the quantize stage: static int8 of the final model, scored in onnxruntime on the same split
     q, fp32_acc = quant["metrics"], final["metrics"]["accuracy"]
@@ -53,7 +53,7 @@ def test_digits_quick(tmp_path, edgesmith_cache):
     onnx = s["exports"][0]
     assert onnx["format"] == "onnx" and onnx["precision"] == "int8" and onnx["parity"]["passed"]
     assert onnx["path"].startswith("07-export/") and onnx["quantized_by"] == "qat"
-    # 774 parameters: the Q/DQ nodes outweigh the int8 weights, so no size test here (see the fashion and
+    # 2,594 parameters: the Q/DQ nodes outweigh the int8 weights, so no size test here (see the fashion and
     # MiniLM tests); what is checked is that the convs and Linears compute in int8
     assert set(onnx["compute_precision"]["int8"]) == {"Conv", "Gemm"}, onnx["compute_precision"]
     # vs the fp32 PyTorch model it was fine-tuned from: max diff 2.6, cosine 0.9973 (PTQ's file: 4.1, 0.9998)

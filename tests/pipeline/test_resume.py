@@ -16,6 +16,8 @@ from edgesmith.pipeline.runner import STEP_RUNS
 FAST = [
     "teacher.train.epochs=3",
     "stages.distill.epochs=3",
+    "stages.prune.epochs=1",
+    "stages.lowrank.epochs=1",
     "benchmark.iterations=5",
     "benchmark.min_seconds=0",
     "benchmark.warmup=1",
