@@ -9,8 +9,8 @@ import pytest
 
 import edgesmith
 from edgesmith.errors import ParityError
+from edgesmith.export import get_exporter
 from edgesmith.export.base import TIERS, Tolerance
-from edgesmith.export.onnx import OnnxExporter
 
 FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "stages.prune.epochs=1", "stages.lowrank.epochs=1",
         "benchmark.iterations=5",
@@ -20,7 +20,7 @@ FAST = ["teacher.train.epochs=2", "stages.distill.epochs=2", "stages.prune.epoch
 def test_gate_stops_then_warns(tmp_path, monkeypatch, edgesmith_cache):
     # an impossible tolerance: any float difference at all fails
     impossible = Tolerance(atol=0.0, min_cosine=1.0 + 1e-9)
-    monkeypatch.setitem(OnnxExporter.tolerances, "fp32", impossible)
+    monkeypatch.setitem(get_exporter("onnx").tolerances, "fp32", impossible)
     monkeypatch.setitem(TIERS, "int8", impossible)  # digits-quick's onnx export is its quantize stage's file
     out = tmp_path / "run"
     with pytest.raises(ParityError) as e:
