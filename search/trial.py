@@ -199,12 +199,13 @@ def references(run_dir: Path, base: dict, cfg, queues: dict, cache, files: list[
 
 def _dynamic_int8(fp32: Path, dest: Path) -> tuple[Path | None, str | None]:
     """onnxruntime's plain dynamic int8 of ``fp32`` (weights int8, activations at run time)."""
-    from edgesmith.compress.quantize.ort import OnnxQuantConfig, quantize_onnx
+    from edgesmith.compress.quantize.backend import quantize
+    from edgesmith.compress.quantize.config import QuantConfig
 
     if dest.is_file():
         return dest, None
     try:
-        quantize_onnx(fp32, dest, OnnxQuantConfig(precision="int8-dynamic", min_sqnr_db=-1e9))
+        quantize(fp32, QuantConfig(precision="int8-dynamic", min_sqnr_db=-1e9), out=dest)
     except EdgesmithError as e:
         return None, str(e)
     return dest, None

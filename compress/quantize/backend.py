@@ -156,16 +156,26 @@ class Pt2eBackend(QuantBackend):
             raise RecipeError("calibration", f"the {self.name} backend's XNNPACK quantizers observe activations "
                                              f"with histogram, not {config.calibration}")
 
-    def quantizer(self, config: QuantConfig, flavour: str = "xnnpack") -> Any:
-        """The PT2E quantizer that ``config`` describes, of ``flavour`` (``xnnpack`` or ``litert``)."""
+    def qconfig(self, config: QuantConfig, flavour: str = "xnnpack", qat: bool = False) -> Any:
+        """The quantizer's per-layer spec that ``config`` describes (``qat``: with fake
+        quantization for training, as :mod:`.qat` uses it on chosen layers)."""
+        import importlib
+
+        m = importlib.import_module(self._QUANTIZERS[flavour][0])
+        spec: dict[str, Any] = {"is_per_channel": config.per_channel}
+        if config.precision == "int8-dynamic":
+            spec["is_dynamic"] = True
+        if qat:
+            spec["is_qat"] = True
+        return m.get_symmetric_quantization_config(**spec)
+
+    def quantizer(self, config: QuantConfig, flavour: str = "xnnpack", qat: bool = False) -> Any:
+        """The PT2E quantizer of ``flavour`` (``xnnpack`` or ``litert``) with :meth:`qconfig`
+        on every layer."""
         import importlib
 
         module, cls, _ = self._QUANTIZERS[flavour]
-        m = importlib.import_module(module)
-        spec = {"is_per_channel": config.per_channel}
-        if config.precision == "int8-dynamic":
-            spec["is_dynamic"] = True
-        return getattr(m, cls)().set_global(m.get_symmetric_quantization_config(**spec))
+        return getattr(importlib.import_module(module), cls)().set_global(self.qconfig(config, flavour, qat))
 
     def quantize(self, model: Any, config: QuantConfig, calibration: Iterable | None = None, *,
                  quantizer: Any = "xnnpack", **options: Any) -> Any:

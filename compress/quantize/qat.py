@@ -89,17 +89,13 @@ class QatConfig(StageConfig):
 
 def _pt2e() -> tuple[Any, ...]:
     try:
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer,
-            get_symmetric_quantization_config,
-        )
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
         from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
     except ImportError as e:
         raise StageError(f"qat: needs torchao and executorch ({e.name} is missing); "
                          "pip install 'edgesmith[mobile]'") from None
-    return XNNPACKQuantizer, get_symmetric_quantization_config, allow_exported_model_train_eval, prepare_qat_pt2e, \
-        convert_pt2e
+    return XNNPACKQuantizer, allow_exported_model_train_eval, prepare_qat_pt2e, convert_pt2e
 
 
 def prepare_qat(model: nn.Module, config: QatConfig, example_inputs: tuple[torch.Tensor, ...],
@@ -113,11 +109,15 @@ def prepare_qat(model: nn.Module, config: QatConfig, example_inputs: tuple[torch
     """
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
-    quantizer_cls, qconfig_fn, allow_train_eval, prepare_qat_pt2e, _ = _pt2e()
+    from edgesmith.compress.quantize.backend import get_backend
+    from edgesmith.compress.quantize.presets import preset
+
+    quantizer_cls, allow_train_eval, prepare_qat_pt2e, _ = _pt2e()
     model = copy.deepcopy(model).cpu().eval()  # the export shares parameters with the model it captures
     selection = LayerSelection(include=config.include, exclude=config.exclude, op_types=config.op_types)
     chosen = {n for n, _ in select(model, selection, QAT_OP_TYPES)}
-    qconfig = qconfig_fn(is_per_channel=config.per_channel, is_qat=True)
+    # the same spec as the mobile exports' int8 (preset "xnnpack"), with fake quantization for training
+    qconfig = get_backend("pt2e").qconfig(preset("xnnpack", per_channel=config.per_channel), "xnnpack", qat=True)
     quantizer = quantizer_cls()
     every = {n for n, m in model.named_modules() if n and type(m).__name__ in QAT_OP_TYPES}
     if chosen == every:
