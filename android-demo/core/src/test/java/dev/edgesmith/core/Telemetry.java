@@ -57,6 +57,32 @@ final class Telemetry {
         return new DriftMonitor.Sink[] {new DriftMonitor.JsonlFile(file)};
     }
 
+    /** What the golden drift tests add up over their scenarios: reports compared, statuses, the largest gap. */
+    static final class Tally {
+        private int reports;
+        private double gap;
+        private final List<String> statuses = new ArrayList<>();
+
+        /** Compare one scenario's reports ({@link #assertReports}) and count them. */
+        void add(Map<String, Object> scenario, DriftMonitor monitor, double tol) {
+            monitor.flush();
+            List<Map<String, Object>> got = monitor.reports();
+            gap = Math.max(gap, assertReports((String) scenario.get("name"), Json.list(scenario, "reports"), got, tol));
+            reports += got.size();
+            for (Map<String, Object> r : got) {
+                statuses.add((String) r.get("status"));
+            }
+        }
+
+        /** At least four reports were compared; one summary line for the test log. */
+        void finish(String kind) {
+            assertTrue("reports compared: " + reports, reports >= 4);
+            System.out.println("  " + kind + " drift reports: " + reports + " matched, statuses " + statuses
+                    + String.format(java.util.Locale.ROOT, ", largest Monte-Carlo p-value gap %.2f of its tolerance",
+                    gap));
+        }
+    }
+
     /**
      * How far two Monte-Carlo p-values from {@code draws} null draws may be apart: 4 standard errors of the
      * difference of two independent estimates, {@code sqrt(2 p (1 - p) / draws)} with {@code p} floored at one
