@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgesmith.benchmarks.fingerprint import cpu_info
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * row['final_accuracy']:.2f}%  gap {row['gap_points']:+.2f} points  "
               f"params {row['teacher_params']:,} -> {row['final_params']:,}  wall {wall:.0f} s", flush=True)
     gaps = [r["gap_points"] for r in rows]
-    from edgesmith.benchmarks.fingerprint import cpu_info
-
     cpu = cpu_info()
     summary = {"recipe": args.recipe, "overrides": args.overrides,
                "host": {k: cpu.get(k) for k in ("model", "arch", "flags", "logical_cores")},

@@ -169,13 +169,13 @@ class Pt2eBackend(QuantBackend):
             spec["is_qat"] = True
         return m.get_symmetric_quantization_config(**spec)
 
-    def quantizer(self, config: QuantConfig, flavour: str = "xnnpack", qat: bool = False) -> Any:
+    def quantizer(self, config: QuantConfig, flavour: str = "xnnpack") -> Any:
         """The PT2E quantizer of ``flavour`` (``xnnpack`` or ``litert``) with :meth:`qconfig`
         on every layer."""
         import importlib
 
         module, cls, _ = self._QUANTIZERS[flavour]
-        return getattr(importlib.import_module(module), cls)().set_global(self.qconfig(config, flavour, qat))
+        return getattr(importlib.import_module(module), cls)().set_global(self.qconfig(config, flavour))
 
     def quantize(self, model: Any, config: QuantConfig, calibration: Iterable | None = None, *,
                  quantizer: Any = "xnnpack", **options: Any) -> Any:
