@@ -5,7 +5,8 @@ conventions of the manifest, written into the file's own ``metadata`` table (ent
 TFLite's official metadata schema lives in ``tflite-support``, which needs TensorFlow;
 a named metadata buffer is plain TFLite schema (the converter writes two itself:
 ``min_runtime_version``, ``keep_stablehlo_constant``) and is read with the flatbuffer
-classes ``ai-edge-litert`` ships. The graph is unchanged (tested: identical outputs)."""
+classes ``ai-edge-litert`` ships. The graph is unchanged (tested: identical outputs, also for
+a file whose weights sit after the flatbuffer at buffer offsets)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,18 @@ def write_tflite_metadata(path: str | os.PathLike, meta: dict[str, Any], name: s
     from ai_edge_litert import schema_py_generated as schema
 
     path = Path(path)
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
+    raw = path.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+    # buffers stored after the flatbuffer (``offset``/``size``, as litert-torch writes the
+    # default MiniLM student) are not part of the object tree: packing it again would drop
+    # them and leave offsets into nothing. Take them in, so the new file holds every byte.
+    for buf in model.buffers or []:
+        if buf.offset and buf.offset > 1:
+            if buf.offset + buf.size > len(raw):
+                raise ValueError(f"{path}: buffer at offset {buf.offset} (+{buf.size}) ends past the file's "
+                                 f"{len(raw)} bytes")
+            buf.data = np.frombuffer(raw, dtype=np.uint8, count=buf.size, offset=buf.offset)
+            buf.offset = buf.size = 0
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     model.buffers.append(buffer)

@@ -200,7 +200,16 @@ class _Builder:
         for fmt, e in manifest["formats"].items():
             try:
                 bundle = self._open(tmp, manifest, fmt)
-            except EdgesmithError as err:  # e.g. a GPU-only file on a CPU machine: recorded, not gated
+            except EdgesmithError as err:
+                ran_here = (e.get("parity") or {}).get("max_abs_diff") is not None \
+                    and e.get("engine_built", True)  # an unbuilt engine's parity was on its ONNX file
+                if ran_here:  # the export step ran this very file here: the bundle's copy broke it
+                    e["bundle_parity"] = {"passed": False, "max_abs_diff": None,
+                                          "reason": f"the bundle's file no longer loads: {err}"}
+                    log(f"  [red]{fmt}: the bundle's file no longer loads: {err}[/red]")
+                    failed.append((fmt, e["bundle_parity"]["reason"]))
+                    continue
+                # e.g. a GPU-only file on a CPU machine: recorded, not gated
                 e["bundle_parity"] = {"passed": False, "max_abs_diff": None, "reason": f"not loadable here: {err}"}
                 log(f"  [yellow]{fmt}: bundle parity not checked: {err}[/yellow]")
                 continue

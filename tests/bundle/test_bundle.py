@@ -152,6 +152,27 @@ def test_bundle_parity_gate_stops_then_warns(run, tmp_path) -> None:
         assert b.format == "pt2"
 
 
+def test_a_file_the_bundle_breaks_fails_the_gate(run, tmp_path, monkeypatch) -> None:
+    """A file that loaded in the export step but not from the bundle (the TFLite metadata
+    writer once cut off a file's weights) is a failure, not "not loadable here"."""
+    import edgesmith.bundle.tflite_metadata as tm
+
+    moved = tmp_path / "run"
+    shutil.copytree(run.out, moved, ignore=shutil.ignore_patterns("bundle"))
+
+    def truncating(path, meta, name=tm.NAME):
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(tm, "write_tflite_metadata", truncating)
+    with pytest.raises(ParityError, match=r"^bundle parity: tflite .* the bundle's file no longer loads") as e:
+        write_bundle(moved, gate=True)
+    assert "\n" not in str(e.value) and not (moved / "bundle").exists()
+    write_bundle(moved, gate=False)
+    m = _manifest(moved / "bundle")
+    assert m["formats"]["tflite"]["bundle_parity"]["reason"].startswith("the bundle's file no longer loads")
+
+
 # -------------------------------------------------------------- runtimes agree
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_runtime_gives_the_same_predictions(run, fmt: str) -> None:

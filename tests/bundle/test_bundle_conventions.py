@@ -136,3 +136,62 @@ def test_tflite_metadata_round_trip_leaves_the_graph_alone(tmp_path: Path):
     assert meta["preprocessing"]["conventions"]["polarity"] == "light-on-dark"
     with load(art.path) as rt:
         np.testing.assert_array_equal(rt.run(x)[0], before)
+
+
+def _external_buffers(path: Path) -> int:
+    """Rewrite a .tflite so its weights sit after the flatbuffer at buffer ``offset``s, as
+    litert-torch writes bigger models; returns how many buffers moved."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
+    moved = [b for b in model.buffers if b.data is not None and len(b.data)]
+    blobs = [bytes(np.asarray(b.data, dtype=np.uint8)) for b in moved]
+    for b, blob in zip(moved, blobs, strict=True):
+        b.data, b.offset, b.size = None, 1 << 40, len(blob)  # placeholders: the fields exist, so the size is final
+
+    def pack() -> bytes:
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    head = pack()
+    tail, pos = b"", -(-len(head) // 16) * 16
+    for b, blob in zip(moved, blobs, strict=True):
+        b.offset = pos + len(tail)
+        tail += blob + b"\0" * (-len(blob) % 16)
+    final = pack()
+    assert len(final) == len(head)
+    path.write_bytes(final + b"\0" * (pos - len(final)) + tail)
+    return len(moved)
+
+
+def test_tflite_metadata_keeps_weights_stored_at_buffer_offsets(tmp_path: Path):
+    """The default MiniLM student's TFLite file keeps its weights after the flatbuffer; writing
+    the metadata once dropped them (a 6.7 MB file became 0.46 MB that LiteRT refused to load)."""
+    import pytest
+
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from edgesmith.bundle.tflite_metadata import read_tflite_metadata, write_tflite_metadata
+    from edgesmith.conf.recipe import ExportConfig
+    from edgesmith.export import get_exporter
+    from edgesmith.models.cnn import ConvNet
+    from edgesmith.models.tasks import ClassificationTask
+    from edgesmith.runtimes import load
+
+    torch.manual_seed(0)
+    model = ConvNet(num_classes=10, in_channels=1, image_size=8, widths=[4, 8], pools=[True, True], hidden=16).eval()
+    art = get_exporter("tflite")().export(model, (torch.randn(1, 1, 8, 8),), ClassificationTask(mean=[0.3], std=[0.4]),
+                                          tmp_path / "tfl", ExportConfig())
+    x = {"pixel_values": np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)}
+    with load(art.path) as rt:
+        before = rt.run(x)[0]
+    assert _external_buffers(art.path) >= 4
+    with load(art.path) as rt:  # the rewritten file is a valid TFLite model computing the same
+        np.testing.assert_array_equal(rt.run(x)[0], before)
+    write_tflite_metadata(art.path, {"labels": ["a"]})
+    assert read_tflite_metadata(art.path) == {"labels": ["a"]}
+    with load(art.path) as rt:
+        np.testing.assert_array_equal(rt.run(x)[0], before)
