@@ -20,7 +20,7 @@ from torch import nn
 from edgesmith.compress.objectives import attention_kd_loss, contrastive_kd_loss
 from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.compress.targets import teacher_outputs
-from edgesmith.compress.train import FitResult, fit
+from edgesmith.compress.train import FitResult, augment_images, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.models.tasks import Task, TensorSet
@@ -46,6 +46,9 @@ class DistillConfig(StageConfig):
     contrastive_weight: float = field(default=0.0, metadata=at_least(0))
     contrastive_temperature: float = field(default=0.05, metadata=at_least(0, open_=True))
     attention_weight: float = field(default=0.0, metadata=at_least(0))
+    # classifiers: augment each batch (as a teacher's ``train.augment``) and run the teacher on the
+    # augmented images, so the student matches it on more than the cached training images
+    augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.cosine_weight == 0 and self.mse_weight == 0:
@@ -116,14 +119,23 @@ def distill(
                           f"adds to the 'embedding' loss, not '{loss_kind}'; set loss: embedding or set it to 0")
     if config.attention_weight and not all(hasattr(m, "forward_with_hidden") for m in (student, teacher)):
         raise RecipeError("attention_weight", "needs transformer student and teacher (SentenceEncoder); set it to 0")
+    if config.augment and loss_kind != "logit":
+        raise RecipeError("augment", f"augments images for the 'logit' loss of a classifier, not '{loss_kind}'; "
+                                     "set it to []")
     if config.epochs == 0:
         return student.eval(), FitResult(None, 0, 0)
     teacher.to(device).eval()
     # the teacher's outputs, computed once and reused every epoch
     cached = TensorSet(train.inputs, train.labels,
                        aux=teacher_outputs(teacher, task, train, device=device, cache_dir=targets_cache))
+    gen = torch.Generator().manual_seed(seed + 2)
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
+        if config.augment:  # the cached targets belong to the unaugmented images: ask the teacher again
+            x = augment_images(batch.inputs[0], config.augment, gen)
+            with torch.no_grad():
+                target = teacher(x)
+            return logit_kd_loss(model(x), target, batch.labels, config.temperature, config.alpha)
         if loss_kind == "hidden":
             return hidden_kd_loss(model, teacher, *batch.inputs, batch.aux, config)
         if config.attention_weight:

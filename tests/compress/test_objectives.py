@@ -47,3 +47,23 @@ def test_terms_train_and_are_checked(bert, text_data):
         distill(torch.nn.Linear(2, 2), bert, DistillConfig(attention_weight=1.0), task, data)
     with pytest.raises(RecipeError, match="contrastive_weight"):
         distill(student, bert, DistillConfig(loss="hidden", contrastive_weight=1.0), task, data)
+
+
+def test_augmented_distillation_asks_the_teacher_about_the_augmented_images(resnet, image_data, bert, text_data):
+    """``augment`` (classifiers): the cached targets belong to the unaugmented images, so each
+    training batch is shifted and the teacher is run on exactly what the student sees."""
+    task, data = image_data
+    seen = []
+    student = copy.deepcopy(resnet)  # before the hook, which a copy would carry
+    hook = resnet.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
+    cfg = DistillConfig(epochs=2, lr=1e-3, batch_size=16, val_fraction=0, augment=["shift"])
+    _, fit = distill(student, resnet, cfg, task, data)
+    hook.remove()
+    online = [x for x in seen if x.shape[0] == 16]  # the batches (the cached targets come in one batch of 64)
+    assert len(online) == 2 * 64 // 16, len(seen)
+    originals = {tuple(x.flatten().tolist()) for x in data.inputs[0]}
+    shifted = sum(tuple(x.flatten().tolist()) not in originals for batch in online for x in batch)
+    assert shifted >= 64, shifted  # most batches are shifted (a (0, 0) shift has probability 1/25 per batch)
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in fit.history)
+    with pytest.raises(RecipeError, match="augment"):
+        distill(copy.deepcopy(bert), bert, DistillConfig(augment=["shift"]), *text_data)
