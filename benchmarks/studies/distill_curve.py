@@ -1,0 +1,122 @@
+"""How faithful can the MiniLM student get, and what does each lever buy? The curve #14 asks
+for: which teacher layers the student keeps, data size, epochs and objective against held-out
+cosine to the teacher, the sentiment probe and WordNet retrieval.
+
+    python -m edgesmith.benchmarks.studies.distill_curve [--recipe minilm-sentiment]
+        [--points keep-024,keep-035,...] [--out runs/distill-curve] [--set KEY=VALUE ...]
+
+Every point is a real ``edgesmith run`` in a fresh process of the recipe cut after its
+``distill`` stage (no export, no benchmark), with the point's ``--set`` overrides. The points
+share one run folder and re-run ``--from distill``, so the teacher's probe and retrieval
+scores are computed once and the teacher targets come from the target cache
+(``EDGESMITH_CACHE/targets``) whenever a point's texts were seen before. Each point is scored
+by the pipeline's own metrics on the recipe's held-out eval texts (never distilled on): mean
+and 5th-percentile cosine to the teacher, probe accuracy (2,000 / 2,000 movie snippets: one
+point of accuracy is about one standard error, so read probe differences under 1.5 points as
+noise) and recall@1 / @10 of held-out WordNet example sentences retrieving their own gloss.
+
+Prints one row per point and writes ``OUT/distill_curve.json`` (host, recipe, overrides, the
+metrics and the wall time per point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgesmith.benchmarks.fingerprint import cpu_info
+
+# name -> overrides; every point uses 4,000 training texts and 1 epoch unless it says otherwise
+TRAIN = ["data.splits.train=4000", "stages.distill.epochs=1"]
+KEEP = {k: ["student.rule=keep-layers", f"student.keep_layers=[{','.join(k)}]"] for k in ("024", "135", "025", "035")}
+POINTS: dict[str, list[str]] = {
+    # which three of the teacher's six layers initialise the student
+    "keep-024": TRAIN + KEEP["024"],
+    "keep-135": TRAIN + KEEP["135"],
+    "keep-025": TRAIN + KEEP["025"],
+    "keep-035": TRAIN + KEEP["035"],
+    # objectives and learning rate, on the layers the recipe keeps
+    "035-lr1e-3": TRAIN + KEEP["035"] + ["stages.distill.lr=1e-3"],
+    "035-hidden": TRAIN + KEEP["035"] + ["stages.distill.loss=hidden"],
+    "035-attention": TRAIN + KEEP["035"] + ["stages.distill.attention_weight=1.0"],
+    "035-contrastive": TRAIN + KEEP["035"] + ["stages.distill.contrastive_weight=0.1"],
+    # data size and epochs
+    "035-4k-3ep": ["data.splits.train=4000", "stages.distill.epochs=3"] + KEEP["035"],
+    "035-16k": ["data.splits.train=16000", "stages.distill.epochs=1"] + KEEP["035"],
+    "035-48k": ["data.splits.train=48000", "stages.distill.epochs=1"] + KEEP["035"],
+}
+
+
+def distill_only(recipe: str, out: Path) -> Path:
+    """The recipe's YAML cut after its distill stage, with no export and no benchmark."""
+    from edgesmith.conf import yaml_safe
+    from edgesmith.conf.recipe import resolve_recipe_path
+
+    raw = yaml_safe.load_file(resolve_recipe_path(recipe))
+    stages = raw["stages"]
+    cut = next(i for i, s in enumerate(stages) if s.get("kind") == "distill")
+    raw["stages"] = stages[: cut + 1]
+    raw["name"] = f"{raw.get('name', recipe)}-distill-curve"
+    raw["export"] = {"formats": []}
+    raw["benchmark"] = {"runtimes": []}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "recipe.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run_point(recipe_path: Path, run_dir: Path, overrides: list[str], first: bool) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "edgesmith", "-q", "run", str(recipe_path), "--out", str(run_dir)]
+    if not first:
+        cmd += ["--from", "distill"]
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return json.loads((run_dir / "summary.json").read_text()), time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="minilm-sentiment")
+    ap.add_argument("--points", default=",".join(POINTS), help=f"comma-separated, from: {', '.join(POINTS)}")
+    ap.add_argument("--out", type=Path, default=Path("runs/distill-curve"))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="applied to every point, before the point's own overrides")
+    args = ap.parse_args(argv)
+    names = [p for p in args.points.split(",") if p]
+    unknown = [p for p in names if p not in POINTS]
+    if unknown:
+        ap.error(f"unknown point(s) {', '.join(unknown)}; choose from {', '.join(POINTS)}")
+    recipe_path = distill_only(args.recipe, args.out)
+    run_dir = args.out / "run"
+    rows, teacher = [], None
+    for i, name in enumerate(names):
+        overrides = args.overrides + POINTS[name]
+        s, wall = run_point(recipe_path, run_dir, overrides, first=i == 0 or not (run_dir / "summary.json").is_file())
+        teacher = s["teacher"]["metrics"]
+        m = next(st for st in s["stages"] if st["kind"] == "distill")["metrics"]
+        row = {"point": name, "overrides": overrides, "wall_s": round(wall, 1),
+               **{k: m.get(k) for k in ("accuracy", "cosine_to_teacher", "cosine_to_teacher_p05",
+                                        "retrieval_r1", "retrieval_r10")}}
+        rows.append(row)
+        print(f"{name:<18} cosine {row['cosine_to_teacher']:.4f} (p05 {row['cosine_to_teacher_p05']:.4f})  "
+              f"probe {100 * row['accuracy']:.2f}% (teacher {100 * teacher['accuracy']:.2f}%)  "
+              f"R@1 {100 * row['retrieval_r1']:.2f}% (teacher {100 * teacher['retrieval_r1']:.2f}%)  "
+              f"wall {wall:.0f} s", flush=True)
+    cpu = cpu_info()
+    result = {"recipe": args.recipe, "host": {k: cpu.get(k) for k in ("model", "arch", "flags", "logical_cores")},
+              "teacher": {k: teacher.get(k) for k in ("accuracy", "retrieval_r1", "retrieval_r10")} if teacher else None,
+              "rows": rows}
+    (args.out / "distill_curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
