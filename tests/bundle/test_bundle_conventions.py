@@ -100,19 +100,13 @@ def test_conventions_and_the_inverted_input_warning(tmp_path: Path):
     assert res.exit_code == 0 and "inverted" not in res.stderr
 
 
-def test_tflite_metadata_round_trip_leaves_the_graph_alone(tmp_path: Path):
-    """A real TFLite file (litert-torch) gets the manifest's labels and normalisation in
-    its metadata table and computes exactly what it did before."""
+def _tiny_tflite(tmp_path: Path):
+    """A real TFLite file (litert-torch export of a tiny ConvNet), an input and its output."""
     import pytest
 
     pytest.importorskip("litert_torch")
     import torch
 
-    from edgesmith.bundle.tflite_metadata import (
-        bundle_metadata,
-        read_tflite_metadata,
-        write_tflite_metadata,
-    )
     from edgesmith.conf.recipe import ExportConfig
     from edgesmith.export import get_exporter
     from edgesmith.models.cnn import ConvNet
@@ -125,7 +119,20 @@ def test_tflite_metadata_round_trip_leaves_the_graph_alone(tmp_path: Path):
                                           tmp_path / "tfl", ExportConfig())
     x = {"pixel_values": np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)}
     with load(art.path) as rt:
-        before = rt.run(x)[0]
+        return art, x, rt.run(x)[0]
+
+
+def test_tflite_metadata_round_trip_leaves_the_graph_alone(tmp_path: Path):
+    """A real TFLite file (litert-torch) gets the manifest's labels and normalisation in
+    its metadata table and computes exactly what it did before."""
+    from edgesmith.bundle.tflite_metadata import (
+        bundle_metadata,
+        read_tflite_metadata,
+        write_tflite_metadata,
+    )
+    from edgesmith.runtimes import load
+
+    art, x, before = _tiny_tflite(tmp_path)
     manifest = {"edgesmith": "0.1.0", "task": "classification", "labels": [str(i) for i in range(10)],
                 "preprocessing": {"kind": "image", "mean": [0.3], "std": [0.4], "tokenizer": "never written",
                                   "conventions": image_conventions(np.zeros((2, 8, 8)), 1)}}
@@ -169,25 +176,10 @@ def _external_buffers(path: Path) -> int:
 def test_tflite_metadata_keeps_weights_stored_at_buffer_offsets(tmp_path: Path):
     """The default MiniLM student's TFLite file keeps its weights after the flatbuffer; writing
     the metadata once dropped them (a 6.7 MB file became 0.46 MB that LiteRT refused to load)."""
-    import pytest
-
-    pytest.importorskip("litert_torch")
-    import torch
-
     from edgesmith.bundle.tflite_metadata import read_tflite_metadata, write_tflite_metadata
-    from edgesmith.conf.recipe import ExportConfig
-    from edgesmith.export import get_exporter
-    from edgesmith.models.cnn import ConvNet
-    from edgesmith.models.tasks import ClassificationTask
     from edgesmith.runtimes import load
 
-    torch.manual_seed(0)
-    model = ConvNet(num_classes=10, in_channels=1, image_size=8, widths=[4, 8], pools=[True, True], hidden=16).eval()
-    art = get_exporter("tflite")().export(model, (torch.randn(1, 1, 8, 8),), ClassificationTask(mean=[0.3], std=[0.4]),
-                                          tmp_path / "tfl", ExportConfig())
-    x = {"pixel_values": np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)}
-    with load(art.path) as rt:
-        before = rt.run(x)[0]
+    art, x, before = _tiny_tflite(tmp_path)
     assert _external_buffers(art.path) >= 4
     with load(art.path) as rt:  # the rewritten file is a valid TFLite model computing the same
         np.testing.assert_array_equal(rt.run(x)[0], before)

