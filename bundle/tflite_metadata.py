@@ -33,7 +33,7 @@ def write_tflite_metadata(path: str | os.PathLike, meta: dict[str, Any], name: s
     # default MiniLM student) are not part of the object tree: packing it again would drop
     # them and leave offsets into nothing. Take them in, so the new file holds every byte.
     for buf in model.buffers or []:
-        if buf.offset and buf.offset > 1:
+        if buf.offset > 1:
             if buf.offset + buf.size > len(raw):
                 raise ValueError(f"{path}: buffer at offset {buf.offset} (+{buf.size}) ends past the file's "
                                  f"{len(raw)} bytes")

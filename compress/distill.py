@@ -125,13 +125,15 @@ def distill(
     if config.epochs == 0:
         return student.eval(), FitResult(None, 0, 0)
     teacher.to(device).eval()
-    # the teacher's outputs, computed once and reused every epoch
-    cached = TensorSet(train.inputs, train.labels,
-                       aux=teacher_outputs(teacher, task, train, device=device, cache_dir=targets_cache))
+    # the teacher's outputs, computed once and reused every epoch; with ``augment`` it is asked
+    # about each augmented batch instead, so outputs on the originals would go unused
+    targets = None if config.augment else teacher_outputs(teacher, task, train, device=device,
+                                                             cache_dir=targets_cache)
+    cached = TensorSet(train.inputs, train.labels, aux=targets)
     gen = torch.Generator().manual_seed(seed + 2)
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
-        if config.augment:  # the cached targets belong to the unaugmented images: ask the teacher again
+        if config.augment:
             x = augment_images(batch.inputs[0], config.augment, gen)
             with torch.no_grad():
                 target = teacher(x)

@@ -50,7 +50,7 @@ def test_terms_train_and_are_checked(bert, text_data):
 
 
 def test_augmented_distillation_asks_the_teacher_about_the_augmented_images(resnet, image_data, bert, text_data):
-    """``augment`` (classifiers): the cached targets belong to the unaugmented images, so each
+    """``augment`` (classifiers): targets on the unaugmented images would not fit, so each
     training batch is shifted and the teacher is run on exactly what the student sees."""
     task, data = image_data
     seen = []
@@ -59,8 +59,8 @@ def test_augmented_distillation_asks_the_teacher_about_the_augmented_images(resn
     cfg = DistillConfig(epochs=2, lr=1e-3, batch_size=16, val_fraction=0, augment=["shift"])
     _, fit = distill(student, resnet, cfg, task, data)
     hook.remove()
-    online = [x for x in seen if x.shape[0] == 16]  # the batches (the cached targets come in one batch of 64)
-    assert len(online) == 2 * 64 // 16, len(seen)
+    online = [x for x in seen if x.shape[0] == 16]  # the training batches
+    assert len(online) == 2 * 64 // 16 == len(seen), len(seen)  # and nothing else: no targets on the originals
     originals = {tuple(x.flatten().tolist()) for x in data.inputs[0]}
     shifted = sum(tuple(x.flatten().tolist()) not in originals for batch in online for x in batch)
     assert shifted >= 64, shifted  # most batches are shifted (a (0, 0) shift has probability 1/25 per batch)
