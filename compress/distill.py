@@ -64,6 +64,16 @@ def logit_kd_loss(student_logits, teacher_logits, labels, temperature: float, al
     return alpha * kd + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
+def augmented_logit_kd_loss(model: nn.Module, teacher: nn.Module, batch: TensorSet, config,
+                            gen: torch.Generator) -> torch.Tensor:
+    """Logit KD on an augmented copy of ``batch`` (``config.augment``), the teacher asked about
+    the same augmented images (its cached outputs belong to the originals)."""
+    x = augment_images(batch.inputs[0], config.augment, gen)
+    with torch.no_grad():
+        target = teacher(x)
+    return logit_kd_loss(model(x), target, batch.labels, config.temperature, config.alpha)
+
+
 def embedding_kd_loss(student_emb, teacher_emb, cosine_weight: float, mse_weight: float) -> torch.Tensor:
     cos = 1 - F.cosine_similarity(student_emb, teacher_emb, dim=-1).mean()
     mse = ((student_emb - teacher_emb) ** 2).sum(-1).mean()
@@ -134,10 +144,7 @@ def distill(
 
     def loss_fn(model: nn.Module, batch: TensorSet) -> torch.Tensor:
         if config.augment:
-            x = augment_images(batch.inputs[0], config.augment, gen)
-            with torch.no_grad():
-                target = teacher(x)
-            return logit_kd_loss(model(x), target, batch.labels, config.temperature, config.alpha)
+            return augmented_logit_kd_loss(model, teacher, batch, config, gen)
         if loss_kind == "hidden":
             return hidden_kd_loss(model, teacher, *batch.inputs, batch.aux, config)
         if config.attention_weight:

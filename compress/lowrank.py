@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -61,6 +61,8 @@ class LowRankConfig(StageConfig):
     batch_size: int = field(default=64, metadata=at_least(1))
     temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
     alpha: float = field(default=0.9, metadata=between(0, 1))
+    # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
+    augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
     auto: AutoConfig | None = None
 

@@ -72,6 +72,8 @@ class PruneConfig(StageConfig):
     batch_size: int = field(default=64, metadata=at_least(1))
     temperature: float = field(default=4.0, metadata=at_least(0, open_=True))
     alpha: float = field(default=0.9, metadata=between(0, 1))
+    # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
+    augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
     auto: AutoConfig | None = None
 

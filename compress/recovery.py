@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgesmith.compress.distill import embedding_kd_loss, logit_kd_loss
+from edgesmith.compress.distill import augmented_logit_kd_loss, embedding_kd_loss, logit_kd_loss
 from edgesmith.compress.targets import teacher_outputs
 from edgesmith.compress.train import fit
+from edgesmith.errors import RecipeError
 from edgesmith.models import count_params
 from edgesmith.models.io import state_bytes
 from edgesmith.models.tasks import Task, TensorSet
@@ -48,10 +49,13 @@ class KDRecovery:
     teacher-target cache the distillation stage filled (:mod:`edgesmith.compress.targets`). Classifiers use logit KD mixed with the
     hard labels (``alpha``); sentence encoders use cosine + MSE embedding KD.
 
+    With ``config.augment`` (classifiers), each batch is augmented and the reference is
+    asked about the augmented images, as in distillation.
+
     Args:
         reference: the teacher (or the uncompressed model); not modified.
         config: a stage config with ``epochs``, ``lr``, ``batch_size``,
-            ``temperature``, ``alpha`` and ``name``.
+            ``temperature``, ``alpha``, ``augment`` and ``name``.
     """
 
     def __init__(self, reference: nn.Module, config: Any, task: Task, train: TensorSet | None,
@@ -60,15 +64,23 @@ class KDRecovery:
         self.config, self.task, self.device, self.seed = config, task, device, seed
         self.enabled = config.epochs > 0 and train is not None and len(train) > 0
         self.train = self.val = self.val_ref = None
+        self.augment = list(getattr(config, "augment", None) or [])
+        if self.augment and task.kind != "classification":
+            raise RecipeError("augment", f"augments images for the logit KD of a classifier, not a {task.kind} "
+                                         "model; set it to []")
         if not self.enabled:
             return
-        reference = reference.to(device).eval()
-        self.train = TensorSet(train.inputs, train.labels,
-                               aux=teacher_outputs(reference, task, train, device=device, cache_dir=cache_dir))
+        self.reference = reference = reference.to(device).eval()
+        self.gen = torch.Generator().manual_seed(seed + 3)
+        # with augment the reference is asked about each augmented batch: no outputs on the originals
+        aux = None if self.augment else teacher_outputs(reference, task, train, device=device, cache_dir=cache_dir)
+        self.train = TensorSet(train.inputs, train.labels, aux=aux)
         if val is not None and len(val):
             self.val, self.val_ref = val, teacher_outputs(reference, task, val, device=device, cache_dir=cache_dir)
 
     def loss(self, model: nn.Module, batch: TensorSet) -> torch.Tensor:
+        if self.augment:
+            return augmented_logit_kd_loss(model, self.reference, batch, self.config, self.gen)
         out = model(*batch.inputs)
         if self.task.kind == "classification":
             return logit_kd_loss(out, batch.aux, batch.labels, self.config.temperature, self.config.alpha)

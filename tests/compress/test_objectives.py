@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from edgesmith.compress.distill import DistillConfig, distill
+from edgesmith.compress.lowrank import LowRankConfig
 from edgesmith.compress.objectives import attention_kd_loss, contrastive_kd_loss
+from edgesmith.compress.prune import PruneConfig
+from edgesmith.compress.recovery import KDRecovery
 from edgesmith.conf.base import RecipeError
 
 
@@ -49,21 +52,43 @@ def test_terms_train_and_are_checked(bert, text_data):
         distill(student, bert, DistillConfig(loss="hidden", contrastive_weight=1.0), task, data)
 
 
+def _asks_about_augmented_batches(teacher, data, train) -> None:
+    """``train()`` (2 epochs, batch 16, ``augment: [shift]``) runs ``teacher`` on every
+    training batch, shifted, and on nothing else (no targets on the originals)."""
+    seen = []
+    hook = teacher.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
+    try:
+        train()
+    finally:
+        hook.remove()
+    online = [x for x in seen if x.shape[0] == 16]  # the training batches
+    assert len(online) == 2 * 64 // 16 == len(seen), len(seen)
+    originals = {tuple(x.flatten().tolist()) for x in data.inputs[0]}
+    shifted = sum(tuple(x.flatten().tolist()) not in originals for batch in online for x in batch)
+    assert shifted >= 64, shifted  # most batches are shifted (a (0, 0) shift has probability 1/25 per batch)
+
+
 def test_augmented_distillation_asks_the_teacher_about_the_augmented_images(resnet, image_data, bert, text_data):
     """``augment`` (classifiers): targets on the unaugmented images would not fit, so each
     training batch is shifted and the teacher is run on exactly what the student sees."""
     task, data = image_data
-    seen = []
     student = copy.deepcopy(resnet)  # before the hook, which a copy would carry
-    hook = resnet.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
     cfg = DistillConfig(epochs=2, lr=1e-3, batch_size=16, val_fraction=0, augment=["shift"])
-    _, fit = distill(student, resnet, cfg, task, data)
-    hook.remove()
-    online = [x for x in seen if x.shape[0] == 16]  # the training batches
-    assert len(online) == 2 * 64 // 16 == len(seen), len(seen)  # and nothing else: no targets on the originals
-    originals = {tuple(x.flatten().tolist()) for x in data.inputs[0]}
-    shifted = sum(tuple(x.flatten().tolist()) not in originals for batch in online for x in batch)
-    assert shifted >= 64, shifted  # most batches are shifted (a (0, 0) shift has probability 1/25 per batch)
-    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in fit.history)
+    fits = []
+    _asks_about_augmented_batches(resnet, data, lambda: fits.append(distill(student, resnet, cfg, task, data)[1]))
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in fits[0].history)
     with pytest.raises(RecipeError, match="augment"):
         distill(copy.deepcopy(bert), bert, DistillConfig(augment=["shift"]), *text_data)
+
+
+def test_augmented_recovery_asks_the_reference_about_the_augmented_images(resnet, image_data, bert, text_data):
+    """Prune and low-rank KD recovery take the same ``augment`` as distillation."""
+    task, data = image_data
+    model = copy.deepcopy(resnet)
+    cfg = PruneConfig(epochs=2, lr=1e-3, batch_size=16, augment=["shift"])
+    records = []
+    _asks_about_augmented_batches(resnet, data,
+                                  lambda: records.append(KDRecovery(resnet, cfg, task, data)(model)))
+    assert records[0]["epochs_run"] == 2
+    with pytest.raises(RecipeError, match="augment"):
+        KDRecovery(bert, LowRankConfig(rank=4, augment=["hflip"]), *text_data)
