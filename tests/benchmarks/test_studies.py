@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from edgesmith.conf.recipe import load_recipe, resolve_recipe_path
@@ -79,3 +80,26 @@ def test_a_recipe_without_prune_and_lowrank_gets_valid_defaults(tmp_path: Path):
     stages = load_recipe(_plan("--recipe", str(path))["chain"]).stage_configs
     assert [c.kind for c in stages] == ["distill", "prune", "lowrank"]
     assert stages[1].method == "structured" and stages[2].include == ["classifier.2"]
+
+
+@pytest.mark.parametrize("name", ["digits-quick", "fashion-mnist", "minilm-sentiment"])
+def test_the_search_studies_fit_their_shipped_recipes(name):
+    """A search study's block loads against the shipped recipe as it is now (every key path
+    and every value checked), each value gives another recipe, and the MiniLM budget applies."""
+    from edgesmith.search.trial import trial_recipe
+
+    proc = subprocess.run([sys.executable, "-m", "edgesmith.benchmarks.studies.search", name, "--plan", "--trials",
+                           "4"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    raw = json.loads(proc.stdout)
+    r = load_recipe(raw)
+    assert r.search.trials == 4 and r.search.space
+    for key, p in r.search.space.items():
+        seen = {yaml.safe_dump(load_recipe(trial_recipe(raw, {key: v})).to_dict()) for v in p.values()}
+        assert len(seen) == len(p.values()), f"{key}: some values give the same recipe"
+    base = load_recipe(trial_recipe(raw, {})).to_dict()
+    if name == "minilm-sentiment":  # each trial distils 1 epoch over 8,000 texts, no shipped reference
+        assert base["data"]["splits"]["train"] == 8000 and not r.search.shipped
+        assert [s["epochs"] for s in base["stages"] if s["kind"] == "lowrank"] == [1]
+    else:
+        assert base["data"] == load_recipe(_raw(name)).to_dict()["data"] and r.search.shipped
