@@ -61,7 +61,7 @@ SHIPPED = {"fashion-mnist": True, "digits-quick": True, "minilm-sentiment": Fals
 QUALITY = {"minilm-sentiment": "accuracy"}  # with a probe: sentiment accuracy of a logistic head
 
 
-def study_recipe(name: str, trials: int, quick: bool) -> dict:
+def study_recipe(name: str, trials: int, quick: bool, train_threads: int = 1) -> dict:
     """The shipped recipe with the study's search block (and, ``quick``, one epoch a stage)."""
     import yaml
 
@@ -81,7 +81,8 @@ def study_recipe(name: str, trials: int, quick: bool) -> dict:
         apply_override(raw, f"{key}={json.dumps(value)}")
     raw["search"] = {"trials": trials, "seed": 0, "sampler": "nsga2", "population": max(4, trials // 3),
                      "space": copy.deepcopy(SPACES[name]), "objectives": OBJECTIVES, "shipped": SHIPPED[name],
-                     "threads": 1, "batch": 1, "iterations": 200, "min_seconds": 0.5}
+                     "threads": 1, "batch": 1, "iterations": 200, "min_seconds": 0.5,
+                     "train_threads": train_threads}
     return raw
 
 
@@ -158,21 +159,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one epoch a stage, no report-only stages")
     p.add_argument("--out", type=Path)
     p.add_argument("--ray", metavar="ADDRESS", help="run the trials on Ray ('local' for a local instance)")
+    p.add_argument("--train-threads", type=int, default=1,
+                   help="torch threads of each trial's training (timing stays at 1 thread, alone)")
+    p.add_argument("--remeasure-only", action="store_true",
+                   help="no search: re-time the finished search in --out (its search.json) in --rounds")
     p.add_argument("--plan", action="store_true", help="print the study's recipe (search block included) and exit")
     p.add_argument("--rounds", type=int, default=3,
                    help="after the search, time every point's file again this many times, round-robin (0: no)")
     args = p.parse_args(argv)
     trials = args.trials or {"fashion-mnist": 24, "minilm-sentiment": 12}.get(args.recipe, 6)
     if args.plan:
-        print(json.dumps(study_recipe(args.recipe, trials, args.quick)))
+        print(json.dumps(study_recipe(args.recipe, trials, args.quick, args.train_threads)))
         return 0
     from edgesmith.search import search
 
     out = args.out or Path("runs") / f"study-search-{args.recipe}{'-quick' if args.quick else ''}"
     t0 = time.perf_counter()
-    result = search(study_recipe(args.recipe, trials, args.quick), out, ray_address=args.ray)
-    fig = {**figures(result), "wall_s": round(time.perf_counter() - t0, 1), "recipe": args.recipe,
-           "quick": args.quick}
+    if args.remeasure_only:
+        result = json.loads((Path(out) / "search.json").read_text())
+        fig = {**json.loads((Path(out) / "study.json").read_text()), **figures(result)}
+    else:
+        result = search(study_recipe(args.recipe, trials, args.quick, args.train_threads), out, ray_address=args.ray)
+        fig = {**figures(result), "wall_s": round(time.perf_counter() - t0, 1), "recipe": args.recipe,
+               "quick": args.quick}
     if args.rounds:
         fig.update(figures_in_rounds(result, remeasure(out, args.rounds)))
     (Path(out) / "study.json").write_text(json.dumps(fig, indent=2) + "\n")
