@@ -108,7 +108,7 @@ def test_fashion_mnist_subset(tmp_path, edgesmith_cache):
     assert st["teacher_agreement"] >= 0.80, st
     assert s["stages"][0]["params"] * 5 <= s["teacher"]["params"]
     pruned, factorized = s["stages"][1], s["stages"][2]
-    assert pruned["params"] * 3 <= s["stages"][0]["params"]  # half the channels of every conv: ~1/4 the weights
+    assert pruned["params"] * 2.5 <= s["stages"][0]["params"]  # 40% of the channels of every conv: ~0.36 the weights
     assert factorized["params"] < pruned["params"] and factorized["metrics"]["accuracy"] >= st["accuracy"] - 0.05
     q, final = s["stages"][3]["metrics"], factorized["metrics"]
     assert abs(q["accuracy"] - final["accuracy"]) <= 0.02, (q, final)
