@@ -70,4 +70,3 @@ def test_recipe_without_search_block_is_refused(tmp_path):
     del raw["search"]
     with pytest.raises(RecipeError, match="no 'search:' block"):
         load_search(raw)
-
