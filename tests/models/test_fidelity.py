@@ -51,7 +51,6 @@ def test_heldout_synsets_never_in_the_wordnet_source():
     assert len(texts) > 100_000
 
 
-@needs_wordnet
 def _minilm_on_wordnet():
     """The MiniLM teacher, its task (32 tokens), 600 WordNet training texts and the texts of
     200 held-out synsets (queries, then glosses) with the teacher's outputs on them."""
@@ -66,6 +65,7 @@ def _minilm_on_wordnet():
     return teacher, task, train, held, task.predict(teacher, held)
 
 
+@needs_wordnet
 def test_tiny_distillation_raises_heldout_cosine():
     """Two of MiniLM's six layers, distilled for 19 steps on 600 WordNet texts (a few
     seconds): the cosine to the teacher on 200 held-out synsets' texts rises by >= 0.10
@@ -87,6 +87,7 @@ def test_tiny_distillation_raises_heldout_cosine():
     assert t_r["retrieval_r1"] >= 0.2 and t_r["retrieval_r10"] >= t_r["retrieval_r1"], t_r
 
 
+@needs_wordnet
 def test_keeping_the_last_layer_keeps_the_teachers_space():
     """Why the default student keeps MiniLM's layers 0, 2, 5 and not 0, 2, 4: after the same
     tiny distillation (19 steps on 600 WordNet texts) its held-out cosine to the teacher is
