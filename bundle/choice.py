@@ -3,7 +3,13 @@ slower than its fp32 parent beyond the confidence intervals of both p50s is
 replaced in the bundle by that parent, unless the recipe forces the quantized one
 (``export.force_quantized``). The decision and its numbers go in the manifest.
 
-"Slower" is the benchmarks' one rule (:func:`edgesmith.benchmarks.stats.compare_latency`):
+"Slower" is read from interleaved rounds when the benchmark step timed them
+(``benchmark.paired_rounds``, :func:`edgesmith.benchmarks.targets.measure_interleaved`:
+int8, fp32, int8, fp32, ...): the quantized file is slower when its p50 is more than 5%
+above its parent's in every round and the median gap exceeds the harness overhead. On a
+shared host two files timed one after the other can drift apart by more than their CIs
+(the rule flipped between two runs of one recipe here); interleaved rounds pair up. With
+no rounds it is the benchmarks' one rule (:func:`edgesmith.benchmarks.stats.compare_latency`):
 p50s more than 5% apart, disjoint 95% CIs and a gap above the harness overhead.
 
 Example:
@@ -13,18 +19,25 @@ Example:
     'fp32'
     >>> choose(q, f, force=True)["shipped"]
     'int8'
+    >>> choose(q, f, rounds=([0.060, 0.041, 0.061], [0.040, 0.040, 0.040]))["shipped"]  # not in every round
+    'int8'
 """
 
 from __future__ import annotations
 
+import numpy as np
 
-def choose(quantized: dict, fp32: dict, force: bool = False) -> dict:
+
+def choose(quantized: dict, fp32: dict, force: bool = False,
+           rounds: tuple[list[float | None], list[float | None]] | None = None) -> dict:
     """Which of two benchmark results to ship and why.
 
     Args:
         quantized: The shipped quantized file's benchmark result (``latency_ms``, ``precision``).
         fp32: Its fp32 parent's result on the same runtime, target, threads and batch.
         force: Ship the quantized file whatever the measurement (the recipe says so).
+        rounds: The quantized file's and the parent's p50 (ms) in interleaved rounds; used
+            when at least two rounds measured both.
 
     Returns:
         ``shipped`` (``"fp32"`` or the quantized precision), ``reason`` (one sentence),
@@ -32,19 +45,41 @@ def choose(quantized: dict, fp32: dict, force: bool = False) -> dict:
     """
     q, f = quantized["latency_ms"], fp32["latency_ms"]
     prec = quantized.get("precision") or "quantized"
-    from edgesmith.benchmarks.stats import compare_latency, harness_overhead_ms
+    from edgesmith.benchmarks.stats import CHANGE_MARGIN, compare_latency, harness_overhead_ms
 
-    slower = compare_latency(f, q, harness_overhead_ms(fp32, quantized)) == "slower"
-    numbers = (f"{prec} p50 {q['p50']:.4f} ms {_ci(q)} vs fp32 p50 {f['p50']:.4f} ms {_ci(f)}")
+    overhead = harness_overhead_ms(fp32, quantized)
+    pairs = [(a, b) for a, b in zip(*rounds, strict=True) if a and b] if rounds else []
+    if len(pairs) < 2:
+        pairs = []
+    if pairs:
+        above = sum(a > b * (1 + CHANGE_MARGIN) for a, b in pairs)
+        gap = float(np.median([a - b for a, b in pairs]))
+        slower = above == len(pairs) and gap > (overhead or 0.0)
+        by = f"in {above} of {len(pairs)} interleaved rounds by more than {CHANGE_MARGIN:.0%}"
+        numbers = (f"{prec} p50 {_ms(a for a, _ in pairs)} vs fp32 {_ms(b for _, b in pairs)} ms, round by round")
+        rule = by if slower or above < len(pairs) else f"{by}, but by less than the harness overhead"
+    else:
+        slower = compare_latency(f, q, overhead) == "slower"
+        numbers = (f"{prec} p50 {q['p50']:.4f} ms {_ci(q)} vs fp32 p50 {f['p50']:.4f} ms {_ci(f)}")
+        rule = "beyond the 95% CIs and the harness overhead"
     if slower and force:
         shipped, reason = prec, f"{prec} is slower than its fp32 parent ({numbers}) but export.force_quantized is set"
     elif slower:
-        shipped, reason = "fp32", f"{prec} is slower than its fp32 parent beyond the 95% CIs and the harness overhead ({numbers}): fp32 shipped"
+        shipped, reason = "fp32", f"{prec} is slower than its fp32 parent {rule} ({numbers}): fp32 shipped"
+    elif pairs:
+        shipped, reason = prec, f"{prec} is not slower than its fp32 parent: slower {rule} ({numbers})"
     else:
-        shipped, reason = prec, f"{prec} is not slower than its fp32 parent beyond the 95% CIs and the harness overhead ({numbers})"
-    return {"shipped": shipped, "reason": reason, "forced": bool(force and slower),
-            "quantized_p50_ms": q["p50"], "quantized_p50_ci": q.get("p50_ci"),
-            "fp32_p50_ms": f["p50"], "fp32_p50_ci": f.get("p50_ci")}
+        shipped, reason = prec, f"{prec} is not slower than its fp32 parent {rule} ({numbers})"
+    out = {"shipped": shipped, "reason": reason, "forced": bool(force and slower),
+           "quantized_p50_ms": q["p50"], "quantized_p50_ci": q.get("p50_ci"),
+           "fp32_p50_ms": f["p50"], "fp32_p50_ci": f.get("p50_ci")}
+    if pairs:
+        out |= {"quantized_p50_rounds_ms": [a for a, _ in pairs], "fp32_p50_rounds_ms": [b for _, b in pairs]}
+    return out
+
+
+def _ms(values) -> str:
+    return "/".join(f"{v:.4f}" for v in values)
 
 
 def _ci(lat: dict) -> str:
@@ -57,8 +92,9 @@ def speed_choices(exports: list[dict], bench: dict, force: bool = False) -> tupl
 
     Args:
         exports: The export step's entries (format, precision, runtime, path, parity...).
-        bench: The benchmark step's info: ``benchmarks`` (results) and ``fp32_parents``
-            (format -> the parent's export entry).
+        bench: The benchmark step's info: ``benchmarks`` (results), ``fp32_parents``
+            (format -> the parent's export entry) and ``paired_rounds`` (format -> the
+            quantized file's and its parent's p50s in interleaved rounds).
         force: ``export.force_quantized``.
 
     Returns:
@@ -75,7 +111,9 @@ def speed_choices(exports: list[dict], bench: dict, force: bool = False) -> tupl
         if parent is None or q is None or f is None or parent.get("error"):
             shipped.append(e)
             continue
-        c = choices[e["format"]] = choose(q, f, force)
+        paired = (bench.get("paired_rounds") or {}).get(e["format"])
+        rounds = (paired["quantized_p50_ms"], paired["fp32_p50_ms"]) if paired else None
+        c = choices[e["format"]] = choose(q, f, force, rounds)
         shipped.append(parent if c["shipped"] == "fp32" else e)
     return shipped, choices
 

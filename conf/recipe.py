@@ -247,6 +247,9 @@ class BenchmarkConfig(Config):
     # "final": the teacher and the final model; "all": every stage that changes the weights too,
     # so that a stage slower than the one before it is caught where it happens
     stages: Literal["final", "all"] = "final"
+    # a quantized final file and its fp32 parent timed again in this many interleaved rounds
+    # (int8, fp32, int8, ...): the bundle's slower-file rule reads the pairs (0: one timing each)
+    paired_rounds: int = field(default=3, metadata=at_least(0))
 
     def validate(self) -> None:
         from edgesmith.benchmarks.targets import check_target

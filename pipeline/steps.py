@@ -309,7 +309,34 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
     order = [c[0] for c in candidates if c[0] != final_name] + [final_name]
     flag_slower_steps(results, order)
     _compare_with_fp32_parent(results, final_name)
-    return model, {"benchmarks": results, "fp32_parents": parents}
+    info = {"benchmarks": results, "fp32_parents": parents}
+    if cfg.paired_rounds and parents:
+        info["paired_rounds"] = _paired_rounds(runner, parents, export_info, results, final_name)
+    return model, info
+
+
+def _paired_rounds(runner: Runner, parents: dict[str, dict], export_info: dict[str, dict],
+                   results: list[dict], final_name: str) -> dict[str, dict]:
+    """Per format, the shipped quantized file and its fp32 parent timed again in
+    ``benchmark.paired_rounds`` interleaved rounds on the first target (the bundle's
+    slower-file rule reads them: :func:`edgesmith.bundle.choice.choose`)."""
+    from edgesmith.benchmarks.targets import measure_interleaved
+
+    cfg, out = runner.recipe.benchmark, {}
+    inputs = _bench_inputs(runner.ctx.view(final_name), cfg.batch, cfg.seq_len)
+    for fmt, parent in parents.items():
+        e = export_info.get(fmt) or {}
+        measured = {r["model"] for r in results if r["runtime"] == e.get("runtime") and r.get("latency_ms")}
+        if not e.get("path") or parent.get("error") or not {final_name, f"{final_name}-fp32"} <= measured:
+            continue
+        log(f"  timing {fmt} {e['precision']} and its fp32 parent in {cfg.paired_rounds} interleaved rounds "
+            f"on {e['runtime']} ({cfg.targets[0]})")
+        q, f = measure_interleaved(cfg.targets[0], [runner.out / e["path"], runner.out / parent["path"]],
+                                   e["runtime"], inputs, rounds=cfg.paired_rounds, threads=cfg.threads,
+                                   warmup=cfg.warmup, iterations=cfg.iterations, min_seconds=cfg.min_seconds)
+        out[fmt] = {"quantized_p50_ms": q, "fp32_p50_ms": f, "target": cfg.targets[0], "runtime": e["runtime"],
+                    "threads": cfg.threads, "batch": cfg.batch}
+    return out
 
 
 def _fp32_parent(runner, model, path: Path) -> dict:

@@ -31,7 +31,7 @@ from edgesmith.benchmarks.targets.base import Target
 from edgesmith.errors import UserError
 from edgesmith.registry import Registry
 
-__all__ = ["TARGETS", "Target", "check_target", "get_target", "measure_on", "scheme"]
+__all__ = ["TARGETS", "Target", "check_target", "get_target", "measure_interleaved", "measure_on", "scheme"]
 
 TARGETS: Registry[str] = Registry("benchmark target")
 TARGETS.register("cpu")("edgesmith.benchmarks.targets.local:LocalTarget")
@@ -116,3 +116,36 @@ def measure_on(
         r = t.measure(model, runtime, inputs, threads=threads, warmup=warmup, iterations=iterations,
                       min_seconds=min_seconds)
     return {**r, "eval_outputs": None}
+
+
+def measure_interleaved(
+    target: str,
+    models: list[str | os.PathLike],
+    runtime: str | None,
+    inputs: dict[str, np.ndarray],
+    rounds: int = 3,
+    threads: int = 1,
+    warmup: int = 10,
+    iterations: int = 100,
+    min_seconds: float = 1.0,
+    **options: Any,
+) -> list[list[float | None]]:
+    """Each model's p50 (ms) in ``rounds`` interleaved rounds: A, B, A, B, ... on one
+    target, each a fresh measurement (:func:`measure_on`). Timed one after the other, two
+    files drift apart on a shared host (the same file read 6.2 and 9.4 ms in two runs of
+    one search here); interleaved, a burst of load hits both, so the rounds pair up.
+
+    Returns:
+        Per model, its p50 in each round (None where that measurement failed).
+
+    Example (the slower-file rule, :func:`edgesmith.bundle.choice.choose`, reads the pairs)::
+
+        q_rounds, f_rounds = measure_interleaved("cpu", ["int8.onnx", "fp32.onnx"], "onnxruntime", inputs)
+    """
+    got: list[list[float | None]] = [[] for _ in models]
+    for _ in range(rounds):
+        for i, m in enumerate(models):
+            r = measure_on(target, m, runtime, inputs, threads=threads, warmup=warmup, iterations=iterations,
+                           min_seconds=min_seconds, **options)
+            got[i].append((r.get("latency_ms") or {}).get("p50") if not r.get("error") else None)
+    return got

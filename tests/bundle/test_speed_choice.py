@@ -31,6 +31,26 @@ def test_rule_on_constructed_latencies():
     assert choose({"precision": "int8", "latency_ms": overlap}, {"latency_ms": fast})["shipped"] == "int8"
 
 
+def test_interleaved_rounds_call_a_file_slower_only_when_every_round_agrees():
+    fast, slow = {"p50": 1.0, "p50_ci": [0.99, 1.01]}, {"p50": 1.5, "p50_ci": [1.49, 1.51]}
+    q = {"precision": "int8", "latency_ms": slow}
+    # one timing each says slower beyond the CIs; the rounds (drift: 1.5 then 0.98) overrule it
+    c = choose(q, {"latency_ms": fast}, rounds=([1.5, 0.98, 1.4], [1.0, 1.0, 1.0]))
+    assert c["shipped"] == "int8" and "in 2 of 3 interleaved rounds" in c["reason"]
+    assert c["quantized_p50_rounds_ms"] == [1.5, 0.98, 1.4] and c["fp32_p50_rounds_ms"] == [1.0, 1.0, 1.0]
+    c = choose(q, {"latency_ms": fast}, rounds=([1.5, 1.2, 1.4], [1.0, 1.1, 1.0]))
+    assert c["shipped"] == "fp32" and "in 3 of 3 interleaved rounds" in c["reason"]
+    # 4% above in every round: inside the 5% margin
+    assert choose(q, {"latency_ms": fast}, rounds=([1.04, 1.04], [1.0, 1.0]))["shipped"] == "int8"
+    # every round slower, but by less than the timing loop's own overhead
+    q_over = {**q, "protocol": {"overhead_ms": 0.5}}
+    c = choose(q_over, {"latency_ms": fast}, rounds=([1.3, 1.3], [1.0, 1.0]))
+    assert c["shipped"] == "int8" and "harness overhead" in c["reason"]
+    # a failed round leaves one pair: back to the one-timing rule (slower beyond the CIs)
+    c = choose(q, {"latency_ms": fast}, rounds=([1.5, None], [1.0, 1.0]))
+    assert c["shipped"] == "fp32" and "95% CIs" in c["reason"] and "quantized_p50_rounds_ms" not in c
+
+
 @pytest.fixture(scope="module")
 def cnn_files(tmp_path_factory):
     """A small CNN on 1x28x28: its fp32 ONNX, a static int8 QDQ file (the pipeline's x86
@@ -87,3 +107,19 @@ def test_bundle_ships_what_measured_faster(cnn_files):
     assert slower_beyond_ci(lat["dynamic"], lat["fp32"]), lat
     # an export with no measured fp32 parent is shipped as it is, with no decision
     assert speed_choices([parent], {"benchmarks": []}) == ([parent], {})
+
+
+def test_interleaved_rounds_of_two_real_files(cnn_files):
+    """The benchmark step's re-timing (A, B, A, B in fresh processes) of a file that is
+    really slower (dynamic int8 convolutions) and of one that is not (static QDQ)."""
+    from edgesmith.benchmarks.targets import measure_interleaved
+
+    fp32, static, dynamic, _ = cnn_files
+    x = {"pixel_values": np.zeros((1, 1, 28, 28), np.float32)}
+    d, s, f = measure_interleaved("cpu", [dynamic, static, fp32], "onnxruntime", x, rounds=3, warmup=20,
+                                  iterations=200, min_seconds=0.3)
+    assert len(d) == len(s) == len(f) == 3 and all(v and v > 0 for v in d + s + f)
+    bench = {"latency_ms": {"p50": 1.0}}
+    assert choose({"precision": "int8", **bench}, bench, rounds=(d, f))["shipped"] == "fp32", (d, f)
+    # static QDQ: several times faster than ConvInteger in every round
+    assert all(a * 2 < b for a, b in zip(s, d, strict=True)), (s, d)

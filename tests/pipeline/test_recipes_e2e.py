@@ -9,7 +9,7 @@ import pytest
 
 import edgesmith
 
-QUICK_BENCH = ["benchmark.iterations=5", "benchmark.min_seconds=0", "benchmark.warmup=1"]
+QUICK_BENCH = ["benchmark.iterations=5", "benchmark.min_seconds=0", "benchmark.warmup=1", "benchmark.paired_rounds=2"]
 
 
 def _check_summary_shape(summary: dict) -> None:
@@ -118,6 +118,10 @@ def test_fashion_mnist_subset(tmp_path, edgesmith_cache):
     assert {f: e["precision"] for f, e in mobile.items()} == {
         "tflite": "int8", "executorch": "int8", "torchscript-lite": "fp32"}
     assert all(e["parity"]["passed"] for e in mobile.values()), [e["parity"] for e in mobile.values()]
+    # the slower-file rule read the int8 file and its fp32 parent timed in 2 interleaved rounds
+    c = s["bundle"]["speed_choices"]["onnx"]
+    assert len(c["quantized_p50_rounds_ms"]) == len(c["fp32_p50_rounds_ms"]) == 2, c
+    assert "interleaved rounds" in c["reason"], c
 
 
 @pytest.mark.slow
@@ -188,5 +192,6 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     choices = s["bundle"]["speed_choices"]
     assert {"onnx", "tflite", "executorch"} <= set(choices), choices
     for fmt, c in choices.items():
+        assert len(c["quantized_p50_rounds_ms"]) == 2, (fmt, c)  # timed in 2 interleaved rounds
         shipped = manifest["formats"][fmt]["precision"]
         assert shipped == ("fp32" if c["shipped"] == "fp32" else mobile.get(fmt, onnx)["precision"]), (fmt, c)
