@@ -110,12 +110,38 @@ def check_same_search(run_dir: Path, recipe) -> dict:
     if path.is_file():
         old = json.loads(path.read_text())
         for k in spec:
-            if old.get(k) != json.loads(json.dumps(spec[k])):
-                raise EdgesmithError(f"{run_dir}: holds a search with a different {k}; give another --out "
-                                     "or remove the folder")
+            # a recipe key that a later edgesmith added (absent from the old spec) is not a change: its
+            # default keeps the old behaviour, and each stage's content key still decides what is reused
+            if old.get(k) != _known(json.loads(json.dumps(spec[k])), old.get(k)):
+                raise EdgesmithError(f"{run_dir}: holds a search with a different {k}"
+                                     f"{_first_change(old.get(k), spec[k]) or ''}; give another --out or remove the folder")
     else:
         atomic.write_json(path, spec)
     return spec
+
+
+def _known(new: Any, old: Any) -> Any:
+    """``new`` without the dict keys that ``old`` lacks (recursively)."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _known(v, old[k]) for k, v in new.items() if k in old}
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        return [_known(a, b) for a, b in zip(new, old, strict=True)]
+    return new
+
+
+def _first_change(old: Any, new: Any, at: str = "") -> str | None:
+    """`` (at KEY: OLD -> NEW)`` for the first value that differs, for the error line."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in old:
+            if k not in new:
+                return f" (at {at}{k}: no longer in the recipe)"
+            if (d := _first_change(old[k], new[k], f"{at}{k}.")) is not None:
+                return d
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return next((d for i, (a, b) in enumerate(zip(old, new, strict=True))
+                     if (d := _first_change(a, b, f"{at.rstrip('.')}[{i}].")) is not None), None)
+    return None if old == json.loads(json.dumps(new)) else f" (at {at.rstrip('.')}: {old!r} -> {new!r})"
 
 
 # ------------------------------------------------------------------ local backend

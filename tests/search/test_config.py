@@ -70,3 +70,25 @@ def test_recipe_without_search_block_is_refused(tmp_path):
     del raw["search"]
     with pytest.raises(RecipeError, match="no 'search:' block"):
         load_search(raw)
+
+
+def test_a_run_folder_from_older_code_resumes_and_a_changed_search_is_refused(tmp_path):
+    """spec.json written before a recipe key existed (here: benchmark.paired_rounds) is the
+    same search; a changed value is refused in one line that names it."""
+    import json
+
+    from edgesmith.errors import EdgesmithError
+    from edgesmith.search.study import check_same_search
+
+    r = load_recipe(str(RECIPE))
+    spec = check_same_search(tmp_path, r)
+    old = json.loads((tmp_path / "spec.json").read_text())
+    assert old["base"]["benchmark"]["paired_rounds"] == 3 and spec["base"] == old["base"]
+    del old["base"]["benchmark"]["paired_rounds"]
+    (tmp_path / "spec.json").write_text(json.dumps(old))
+    assert check_same_search(tmp_path, r)["base"]["benchmark"]["paired_rounds"] == 3
+    r2 = load_recipe(_raw() | {"stages": [*_raw()["stages"][:1], {**_raw()["stages"][1], "epochs": 2},
+                                          *_raw()["stages"][2:]]})
+    with pytest.raises(EdgesmithError) as e:
+        check_same_search(tmp_path, r2)
+    assert "different base (at stages[1].epochs: 1 -> 2)" in str(e.value) and "\n" not in str(e.value)
