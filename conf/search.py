@@ -11,6 +11,8 @@ multi-objective search (``edgesmith search RECIPE``) trades off::
         - {metric: accuracy}                                  # maximised
         - {metric: latency, target: cpu, runtime: onnxruntime} # p50, minimised
         - {metric: size}                                       # bytes of the measured file
+      start:                                                   # optional: tried first
+        - {stages.prune.sparsity: 0.5, student.kwargs.hidden: 32}
 
 A key path is what ``--set`` takes (``stages.<name or kind>.<field>``). The block is
 checked when the recipe loads, against the recipe itself: an unknown path, an empty
@@ -103,6 +105,9 @@ class SearchConfig(Config):
     train_threads: int = field(default=1, metadata=at_least(1))
     references: bool = True
     shipped: bool = False  # also run the recipe as written and measure its final file as a reference point
+    # points tried first, before the sampler's own (key path -> value; a key left out is sampled):
+    # a known-good recipe, or values a user wants on the same plot
+    start: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self) -> None:
         from edgesmith.benchmarks.targets import TARGETS, scheme
@@ -123,6 +128,18 @@ class SearchConfig(Config):
         labels = [o.label() for o in self.objectives]
         if len(set(labels)) != len(labels):
             raise RecipeError("objectives", f"an objective is listed twice ({', '.join(labels)})")
+        for i, point in enumerate(self.start):
+            for path, v in point.items():
+                key = f"start[{i}].{path}"
+                if path not in self.space:
+                    raise RecipeError(key, f"not a key of search.space ({', '.join(self.space)})")
+                p = self.space[path]
+                if p.choices is not None and not any(_same(v, c) for c in p.choices):
+                    raise RecipeError(key, f"{v!r} is not one of its choices {p.choices}")
+                if p.choices is None and not (isinstance(v, (int, float)) and p.low <= v <= p.high
+                                              and (not p.int or v == int(v))):
+                    raise RecipeError(key, f"{v!r} is outside its range [{p.low:g}, {p.high:g}]"
+                                           f"{' (whole numbers)' if p.int else ''}")
 
     def check_against(self, recipe: Any) -> None:
         """Check every key path and objective against ``recipe`` (a Recipe without its search)."""
@@ -158,6 +175,12 @@ class SearchConfig(Config):
                     raise RecipeError(f"{key}.runtime", f"runtime {o.runtime} runs the {fmt} file, which "
                                                         f"export.formats ({', '.join(recipe.export.formats) or 'none'}) "
                                                         f"does not make; add {fmt} to export.formats")
+
+
+def _same(a: Any, b: Any) -> bool:
+    import json
+
+    return json.dumps(a) == json.dumps(b)
 
 
 def _plain_copy(d: Any) -> Any:

@@ -155,6 +155,7 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
     from edgesmith.search.study import (
         STUDY,
         distributions,
+        enqueue_start,
         load_rows,
         open_study,
         retry_stale,
@@ -181,7 +182,9 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
         remaining = cfg.trials - len(done)
         if remaining > 0:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            retry_stale(open_study(run_dir, cfg), run_dir, cache, cfg)  # trials a killed driver left running
+            study = open_study(run_dir, cfg)
+            retry_stale(study, run_dir, cache, cfg)  # trials a killed driver left running
+            enqueue_start(study, cfg)
             storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'study.db'}")
             searcher = _numbered(OptunaSearch)(space=distributions(cfg), metric=[f"obj{i}" for i in range(len(cfg.objectives))],
                                     mode=["max" if o.direction == "maximize" else "min" for o in cfg.objectives],

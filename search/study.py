@@ -184,6 +184,7 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
 
     study = open_study(run_dir, cfg)
     retry_stale(study, run_dir, cache, cfg)
+    enqueue_start(study, cfg)
     dists = distributions(cfg)
     while _finished(run_dir) < cfg.trials:
         t = study.ask(dists)
@@ -200,6 +201,15 @@ def run_local(run_dir: Path, base: dict, cfg, queues: dict, cache) -> None:
             continue
         save_row(run_dir, row)
         study.tell(t, [row["values"][o.label()] for o in cfg.objectives])
+
+
+def enqueue_start(study, cfg) -> None:
+    """A new study's first trials: the ``search.start`` points (Optuna ``enqueue_trial``; a
+    key a point leaves out is sampled). A resumed study already holds them."""
+    if study.get_trials(deepcopy=False):
+        return
+    for point in cfg.start:
+        study.enqueue_trial({k: _enc(v) for k, v in point.items()})
 
 
 def _finished(run_dir: Path) -> int:

@@ -34,6 +34,9 @@ def _raw(**search):
     ({"objectives": [{"metric": "latency", "runtime": "litert"}]}, "search.objectives[0].runtime",
      "add tflite to export.formats"),
     ({"objectives": [{"metric": "speed"}]}, "search.objectives[0].metric", "must be one of"),
+    ({"start": [{"stages.prune.epochs": 2}]}, "search.start[0].stages.prune.epochs", "not a key of search.space"),
+    ({"start": [{"student.kwargs.hidden": 24}]}, "search.start[0].student.kwargs.hidden",
+     "24 is not one of its choices [16, 32]"),
 ])
 def test_bad_search_block_is_one_recipe_error(search, key, words):
     with pytest.raises(RecipeError) as e:
@@ -92,3 +95,19 @@ def test_a_run_folder_from_older_code_resumes_and_a_changed_search_is_refused(tm
     with pytest.raises(EdgesmithError) as e:
         check_same_search(tmp_path, r2)
     assert "different base (at stages[1].epochs: 1 -> 2)" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_start_points_are_the_first_trials_of_a_new_study_only(tmp_path):
+    """``search.start``: enqueued in a new study (a key left out is sampled), not again on resume."""
+    from edgesmith.search.study import decode, distributions, enqueue_start, open_study
+
+    cfg = load_recipe(_raw(start=[{"stages.prune.sparsity": 0.25, "student.kwargs.hidden": 16},
+                                  {"student.kwargs.hidden": 32}])).search
+    study = open_study(tmp_path, cfg)
+    enqueue_start(study, cfg)
+    first, second = (decode(cfg, study.ask(distributions(cfg)).params) for _ in range(2))
+    assert first == {"student.kwargs.hidden": 16, "stages.prune.sparsity": 0.25}
+    assert second["student.kwargs.hidden"] == 32 and second["stages.prune.sparsity"] in (0.25, 0.5)
+    again = open_study(tmp_path, cfg)
+    enqueue_start(again, cfg)  # resumed: it holds trials already, nothing more is queued
+    assert len(again.get_trials(deepcopy=False)) == 2
