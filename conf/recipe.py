@@ -311,15 +311,17 @@ class Recipe(Config):
                 raise RecipeError(f"{key}.name", f"stage name '{name}' is used twice; give each a unique name")
             seen.add(name)
             parsed.append(cfg)
-        passing = [i for i, c in enumerate(parsed) if not STAGES.get(c.kind).weights]
-        later = [i for i, c in enumerate(parsed) if STAGES.get(c.kind).weights and passing and i > passing[0]]
+        # the order rules hold for the stages that run (``enabled``), by their place in the recipe
+        passing = [i for i, c in enumerate(parsed) if c.enabled and not STAGES.get(c.kind).weights]
+        later = [i for i, c in enumerate(parsed)
+                 if c.enabled and STAGES.get(c.kind).weights and passing and i > passing[0]]
         if later:
             kind = parsed[passing[0]].kind
             raise RecipeError(f"stages[{passing[0]}].kind", f"a '{kind}' stage passes the model on unchanged, so "
                               f"stages[{later[0]}] ({parsed[later[0]].kind}) after it would make its file stale; "
                               f"move '{kind}' to the end")
         _check_vocab_order(parsed)
-        if any(c.kind == "distill" for c in parsed) and self.student is None:
+        if any(c.kind == "distill" and c.enabled for c in parsed) and self.student is None:
             raise RecipeError("student", "a 'distill' stage needs a student")
         if self.export.seq_len is not None and self.export.seq_len < self.data.max_length:
             raise RecipeError("export.seq_len", f"{self.export.seq_len} is shorter than data.max_length "
@@ -342,11 +344,12 @@ def _check_vocab_order(parsed: list) -> None:
 
     STAGES = stages()
 
-    switches = [i for i, c in enumerate(parsed) if STAGES.get(c.kind).switches_tokenizer]
+    switches = [i for i, c in enumerate(parsed) if c.enabled and STAGES.get(c.kind).switches_tokenizer]
     if len(switches) > 1:
         raise RecipeError(f"stages[{switches[1]}].kind", f"stages[{switches[0]}] already prunes the vocabulary; "
                                                          "prune it once")
-    late = [i for i, c in enumerate(parsed) if switches and i > switches[0] and STAGES.get(c.kind).feeds_teacher]
+    late = [i for i, c in enumerate(parsed)
+            if c.enabled and switches and i > switches[0] and STAGES.get(c.kind).feeds_teacher]
     if late:
         vocab, other = parsed[switches[0]], parsed[late[0]]
         raise RecipeError(f"stages[{late[0]}].kind", f"'{other.name or other.kind}' runs the teacher on the run's "

@@ -58,7 +58,8 @@ class Step:
         elif self.kind == BENCHMARK:
             payload["benchmark"] = recipe.benchmark.to_dict()
         else:
-            payload["config"] = self.config.to_dict()
+            # every step that runs is enabled: the flag is left out, so adding it changed no key
+            payload["config"] = {k: v for k, v in self.config.to_dict().items() if k != "enabled"}
             payload["student"] = recipe.student.to_dict() if recipe.student else None
         return atomic.sha256_json(payload)[:16]
 
@@ -83,7 +84,7 @@ class StepResult:
 def build_plan(recipe: Any, out: Path) -> list[Step]:
     """The steps of ``recipe`` with their folders under ``out``."""
     named = [(TEACHER, TEACHER, None)]
-    named += [(c.name or c.kind, c.kind, c) for c in recipe.stage_configs]
+    named += [(c.name or c.kind, c.kind, c) for c in recipe.stage_configs if c.enabled]
     if recipe.export.formats:
         named += [(EXPORT, EXPORT, None), (BENCHMARK, BENCHMARK, None)]
     return [Step(name, kind, i, Path(out) / f"{i:02d}-{name}", config) for i, (name, kind, config) in enumerate(named)]

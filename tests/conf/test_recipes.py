@@ -4,6 +4,7 @@ key path, exit code 2, and no traceback."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,35 @@ def test_set_overrides_by_stage_name_and_index():
     assert r.stage_configs[0].epochs == 7
     assert r.stage_configs[0].lr == 0.5
     assert r.data.seed == 3
+
+
+def test_a_disabled_stage_stays_in_the_recipe_and_leaves_the_plan(tmp_path):
+    """``enabled: false`` (``--set stages.vocab.enabled=false``): no step, no folder; every other
+    step keeps its content key, so a finished run reuses them; the recipe round-trips it."""
+    from edgesmith.pipeline.plan import build_plan
+
+    on = load_recipe("minilm-sentiment")
+    off = load_recipe("minilm-sentiment", ["stages.vocab.enabled=false"])
+    names = [s.name for s in build_plan(on, tmp_path)]
+    assert [s.name for s in build_plan(off, tmp_path)] == [n for n in names if n != "vocab"]
+    assert [c.kind for c in off.stage_configs] == [c.kind for c in on.stage_configs]
+    assert load_recipe(off.to_dict()).stage_configs[3].enabled is False
+
+    def keys(recipe):
+        out, prev = {}, None
+        for step in build_plan(recipe, tmp_path):
+            out[step.name] = prev = step.key(recipe, prev)
+        return out
+
+    k_on, k_off = keys(on), keys(off)
+    assert all(k_on[n] == k_off[n] for n in ("teacher", "distill", "prune", "lowrank"))
+    assert k_on["quantize"] != k_off["quantize"]  # its input changed
+    # the key leaves the flag out (a config written before the flag existed hashes the same)
+    step = next(s for s in build_plan(on, tmp_path) if s.name == "distill")
+    flipped = dataclasses.replace(step, config=dataclasses.replace(step.config, enabled=False))
+    assert flipped.key(on, k_on["teacher"]) == k_on["distill"]
+    assert dataclasses.replace(step, config=dataclasses.replace(step.config, epochs=3)).key(
+        on, k_on["teacher"]) != k_on["distill"]
 
 
 @pytest.mark.parametrize(

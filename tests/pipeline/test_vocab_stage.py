@@ -138,3 +138,5 @@ def test_stages_that_run_the_teacher_must_come_first(teacher_dir):
         load_recipe(_recipe(teacher_dir, [distill, lowrank, quantize, vocab]))
     with pytest.raises(RecipeError, match=r"^<recipe>: stages\[2\]\.corpus: must be one of"):
         load_recipe(_recipe(teacher_dir, [distill, lowrank, {**vocab, "corpus": "probe"}]))
+    # a disabled stage takes no part in the order rules: the teacher-running stage after it is fine
+    assert load_recipe(_recipe(teacher_dir, [distill, {**vocab, "enabled": False}, lowrank, quantize]))
