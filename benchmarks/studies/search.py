@@ -13,7 +13,9 @@ executions against trials x steps, the wall time and the host CPU. ``--quick``
 cuts every training to one epoch and drops the report-only stages, for a smoke
 run on a busy machine. Afterwards every point's file is timed again in ``--rounds``
 round-robin rounds (fresh processes) and the targets are read again with that spread
-(``*_in_rounds``). The search writes ``OUT/search.json``, the study ``OUT/study.json``.
+(``*_in_rounds``), and each point that may meet a target is timed against its reference run
+for run in one process (``*_paired``: :mod:`edgesmith.benchmarks.paired`), which cancels
+the host's drift. The search writes ``OUT/search.json``, the study ``OUT/study.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -162,6 +165,49 @@ def figures_in_rounds(result: dict, spread: dict[str, list[float]]) -> dict:
     return out
 
 
+def _files(run_dir: Path) -> dict[str, str]:
+    """Point name (``trial-N``, reference names without their target) -> its onnxruntime file."""
+    points = [json.loads(f.read_text()) for f in sorted(Path(run_dir, "trials").glob("*/trial.json"))]
+    points += json.loads((Path(run_dir) / "references.json").read_text())
+    return {pt["name"].split(" [")[0]: m["file"] for pt in points for m in pt.get("measurements") or []
+            if m.get("runtime") == "onnxruntime"}
+
+
+def figures_paired(run_dir: Path, result: dict, pairs: int = 300, min_seconds: float = 3.0) -> dict:
+    """The speed half of each target read run for run (:func:`~edgesmith.benchmarks.paired.compare_files`):
+    every trial as accurate as the int8 teacher timed against it, and every trial as accurate
+    and as small as the shipped recipe's model timed against that; a point is faster (or not
+    slower) when the CI of its median per-pair time ratio says so beyond 5%."""
+    from edgesmith.benchmarks.paired import compare_files
+    from edgesmith.benchmarks.studies.flagships import PROTOCOL
+    from edgesmith.benchmarks.sweep import input_specs, synth_inputs
+
+    acc, size = "accuracy", "size"
+    files = _files(run_dir)
+    refs = {r["name"].split(" [")[0]: r.get("values") for r in result["references"]}
+    rows = {f"trial-{r['number']}": r["values"] for r in result["rows"] if r.get("values")}
+
+    def pair(a: str, b: str) -> dict:
+        print(f"[search study] {a} vs {b}, run for run", file=sys.stderr)
+        x = synth_inputs(input_specs(Path(files[b]), "onnxruntime"), 1, PROTOCOL["seq_len"])
+        r = compare_files(files[a], files[b], "onnxruntime", x, threads=1, pairs=pairs, min_seconds=min_seconds)
+        return {k: r.get(k) for k in ("ratio", "ratio_ci", "verdict", "pairs", "error")}
+
+    out: dict = {}
+    int8 = refs.get("teacher-int8-dynamic")
+    if int8:
+        cmp = {k: pair(k, "teacher-int8-dynamic") for k, v in rows.items() if v[acc] >= int8[acc] and k in files}
+        out["vs_int8_teacher_paired"] = cmp
+        out["as_accurate_and_faster_than_int8_teacher_paired"] = [k for k, c in cmp.items() if c["verdict"] == "faster"]
+    shipped = refs.get("shipped recipe")
+    if shipped:
+        cmp = {k: pair(k, "shipped recipe") for k, v in rows.items()
+               if v[acc] >= shipped[acc] and v[size] <= shipped[size] and k in files}
+        out["vs_shipped_paired"] = cmp
+        out["shipped_dominated_by_paired"] = [
+            k for k, c in cmp.items() if c["verdict"] != "slower"
+            and (rows[k][acc] > shipped[acc] or rows[k][size] < shipped[size] or c["verdict"] == "faster")]
+    return out
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipe", choices=sorted(SPACES))
@@ -174,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remeasure-only", action="store_true",
                    help="no search: re-time the finished search in --out (its search.json) in --rounds")
     p.add_argument("--plan", action="store_true", help="print the study's recipe (search block included) and exit")
+    p.add_argument("--no-paired", dest="paired", action="store_false",
+                   help="skip timing the candidate points against the references run for run")
     p.add_argument("--rounds", type=int, default=3,
                    help="after the search, time every point's file again this many times, round-robin (0: no)")
     args = p.parse_args(argv)
@@ -194,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                "quick": args.quick}
     if args.rounds:
         fig.update(figures_in_rounds(result, remeasure(out, args.rounds)))
+    if args.paired:
+        fig.update(figures_paired(out, result))
     (Path(out) / "study.json").write_text(json.dumps(fig, indent=2) + "\n")
     print(json.dumps(fig, indent=2))
     return 0
