@@ -3,14 +3,18 @@ slower than its fp32 parent beyond the confidence intervals of both p50s is
 replaced in the bundle by that parent, unless the recipe forces the quantized one
 (``export.force_quantized``). The decision and its numbers go in the manifest.
 
-"Slower" is read from interleaved rounds when the benchmark step timed them
-(``benchmark.paired_rounds``, :func:`edgesmith.benchmarks.targets.measure_interleaved`:
-int8, fp32, int8, fp32, ...): the quantized file is slower when its p50 is more than 5%
-above its parent's in every round and the median gap exceeds the harness overhead. On a
-shared host two files timed one after the other can drift apart by more than their CIs
-(the rule flipped between two runs of one recipe here); interleaved rounds pair up. With
-no rounds it is the benchmarks' one rule (:func:`edgesmith.benchmarks.stats.compare_latency`):
-p50s more than 5% apart, disjoint 95% CIs and a gap above the harness overhead.
+On a shared host two files timed one after the other can drift apart by more than their
+CIs (the rule flipped between two runs of one recipe here), so the benchmark step times the
+pair against each other once more (``benchmark.paired_rounds``; 0: off) and "slower" reads,
+in this order:
+
+- run for run in one process on this machine (:func:`edgesmith.benchmarks.paired.compare_files`):
+  the whole 95% CI of the median per-pair time ratio quantized/fp32 above 1.05, and the gap
+  (the parent's own p50 times the ratio - 1) above the harness overhead;
+- interleaved rounds on a remote target (:func:`edgesmith.benchmarks.targets.measure_interleaved`:
+  int8, fp32, int8, ...): more than 5% above in every round, the median gap above the overhead;
+- else the benchmarks' one rule (:func:`edgesmith.benchmarks.stats.compare_latency`): p50s
+  more than 5% apart, disjoint 95% CIs and a gap above the harness overhead.
 
 Example:
     >>> q = {"latency_ms": {"p50": 0.060, "p50_ci": [0.058, 0.062]}, "precision": "int8"}
@@ -21,6 +25,9 @@ Example:
     'int8'
     >>> choose(q, f, rounds=([0.060, 0.041, 0.061], [0.040, 0.040, 0.040]))["shipped"]  # not in every round
     'int8'
+    >>> choose(q, f, pair={"ratio": 1.02, "ratio_ci": [0.99, 1.04], "pairs": 300,
+    ...                     "quantized_p50_ms": 0.041, "fp32_p50_ms": 0.040})["shipped"]  # run for run: the same
+    'int8'
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 
 
 def choose(quantized: dict, fp32: dict, force: bool = False,
-           rounds: tuple[list[float | None], list[float | None]] | None = None) -> dict:
+           rounds: tuple[list[float | None], list[float | None]] | None = None, pair: dict | None = None) -> dict:
     """Which of two benchmark results to ship and why.
 
     Args:
@@ -38,6 +45,8 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
         force: Ship the quantized file whatever the measurement (the recipe says so).
         rounds: The quantized file's and the parent's p50 (ms) in interleaved rounds; used
             when at least two rounds measured both.
+        pair: The two files timed run for run (``ratio`` quantized/fp32, ``ratio_ci``,
+            ``pairs``, ``quantized_p50_ms``, ``fp32_p50_ms``); read before ``rounds``.
 
     Returns:
         ``shipped`` (``"fp32"`` or the quantized precision), ``reason`` (one sentence),
@@ -49,9 +58,17 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
 
     overhead = harness_overhead_ms(fp32, quantized)
     pairs = [(a, b) for a, b in zip(*rounds, strict=True) if a and b] if rounds else []
-    if len(pairs) < 2:
+    if len(pairs) < 2 or pair:
         pairs = []
-    if pairs:
+    if pair:
+        lo, hi = pair["ratio_ci"]
+        gap = f["p50"] * (pair["ratio"] - 1)  # in the parent's own p50 (timed alone), as the overhead was
+        slower = lo > 1 + CHANGE_MARGIN and gap > (overhead or 0.0)
+        numbers = (f"{pair['pairs']} pairs: time ratio {prec}/fp32 {pair['ratio']:.3f}, 95% CI {lo:.3f}-{hi:.3f}; "
+                   f"p50 {pair['quantized_p50_ms']:.4f} vs {pair['fp32_p50_ms']:.4f} ms")
+        rule = ("timed run for run" if slower or lo <= 1 + CHANGE_MARGIN else
+                f"timed run for run, but by {gap * 1000:.1f} us, under the {overhead * 1000:.1f} us harness overhead")
+    elif pairs:
         above = sum(a > b * (1 + CHANGE_MARGIN) for a, b in pairs)
         gap = float(np.median([a - b for a, b in pairs]))
         slower = above == len(pairs) and gap > (overhead or 0.0)
@@ -66,6 +83,10 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
         shipped, reason = prec, f"{prec} is slower than its fp32 parent ({numbers}) but export.force_quantized is set"
     elif slower:
         shipped, reason = "fp32", f"{prec} is slower than its fp32 parent {rule} ({numbers}): fp32 shipped"
+    elif pair and lo > 1 + CHANGE_MARGIN:
+        shipped, reason = prec, f"{prec} is slower than its fp32 parent {rule}, so it is kept ({numbers})"
+    elif pair:
+        shipped, reason = prec, f"{prec} is not slower than its fp32 parent beyond 5%, {rule} ({numbers})"
     elif pairs:
         shipped, reason = prec, f"{prec} is not slower than its fp32 parent: slower {rule} ({numbers})"
     else:
@@ -73,6 +94,8 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
     out = {"shipped": shipped, "reason": reason, "forced": bool(force and slower),
            "quantized_p50_ms": q["p50"], "quantized_p50_ci": q.get("p50_ci"),
            "fp32_p50_ms": f["p50"], "fp32_p50_ci": f.get("p50_ci")}
+    if pair:
+        out["run_for_run"] = {k: pair[k] for k in ("ratio", "ratio_ci", "pairs", "quantized_p50_ms", "fp32_p50_ms")}
     if pairs:
         out |= {"quantized_p50_rounds_ms": [a for a, _ in pairs], "fp32_p50_rounds_ms": [b for _, b in pairs]}
     return out
@@ -94,7 +117,8 @@ def speed_choices(exports: list[dict], bench: dict, force: bool = False) -> tupl
         exports: The export step's entries (format, precision, runtime, path, parity...).
         bench: The benchmark step's info: ``benchmarks`` (results), ``fp32_parents``
             (format -> the parent's export entry) and ``paired_rounds`` (format -> the
-            quantized file's and its parent's p50s in interleaved rounds).
+            quantized file and its parent timed against each other: ``run_for_run``, or
+            both p50s in interleaved rounds).
         force: ``export.force_quantized``.
 
     Returns:
@@ -111,9 +135,9 @@ def speed_choices(exports: list[dict], bench: dict, force: bool = False) -> tupl
         if parent is None or q is None or f is None or parent.get("error"):
             shipped.append(e)
             continue
-        paired = (bench.get("paired_rounds") or {}).get(e["format"])
-        rounds = (paired["quantized_p50_ms"], paired["fp32_p50_ms"]) if paired else None
-        c = choices[e["format"]] = choose(q, f, force, rounds)
+        paired = (bench.get("paired_rounds") or {}).get(e["format"]) or {}
+        rounds = (paired["quantized_p50_ms"], paired["fp32_p50_ms"]) if "quantized_p50_ms" in paired else None
+        c = choices[e["format"]] = choose(q, f, force, rounds, paired.get("run_for_run"))
         shipped.append(parent if c["shipped"] == "fp32" else e)
     return shipped, choices
 

@@ -317,25 +317,42 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
 
 def _paired_rounds(runner: Runner, parents: dict[str, dict], export_info: dict[str, dict],
                    results: list[dict], final_name: str) -> dict[str, dict]:
-    """Per format, the shipped quantized file and its fp32 parent timed again in
-    ``benchmark.paired_rounds`` interleaved rounds on the first target (the bundle's
-    slower-file rule reads them: :func:`edgesmith.bundle.choice.choose`)."""
+    """Per format, the shipped quantized file timed against its fp32 parent once more, for
+    the bundle's slower-file rule (:func:`edgesmith.bundle.choice.choose`): on this machine
+    run for run in one process (:func:`~edgesmith.benchmarks.paired.compare_files`, the
+    drift cancels), on a remote target in ``benchmark.paired_rounds`` interleaved rounds."""
+    from edgesmith.benchmarks.paired import compare_files
     from edgesmith.benchmarks.targets import measure_interleaved
 
     cfg, out = runner.recipe.benchmark, {}
+    target = cfg.targets[0]
     inputs = _bench_inputs(runner.ctx.view(final_name), cfg.batch, cfg.seq_len)
     for fmt, parent in parents.items():
         e = export_info.get(fmt) or {}
         measured = {r["model"] for r in results if r["runtime"] == e.get("runtime") and r.get("latency_ms")}
         if not e.get("path") or parent.get("error") or not {final_name, f"{final_name}-fp32"} <= measured:
             continue
+        files = [runner.out / e["path"], runner.out / parent["path"]]
+        ident = {"target": target, "runtime": e["runtime"], "threads": cfg.threads, "batch": cfg.batch}
+        if target == "cpu":
+            pairs = max(cfg.iterations, 10 * cfg.paired_rounds)
+            log(f"  timing {fmt} {e['precision']} against its fp32 parent run for run ({pairs} pairs, "
+                f"{e['runtime']}, {target})")
+            r = compare_files(*files, e["runtime"], inputs, threads=cfg.threads, warmup=cfg.warmup, pairs=pairs,
+                              min_seconds=cfg.min_seconds)
+            if not r.get("error"):
+                out[fmt] = {**ident, "run_for_run": {"ratio": r["ratio"], "ratio_ci": r["ratio_ci"],
+                                                     "verdict": r["verdict"], "pairs": r["pairs"],
+                                                     "quantized_p50_ms": r["a_ms"]["p50"],
+                                                     "fp32_p50_ms": r["b_ms"]["p50"]}}
+                continue
+            log(f"  [yellow]{fmt}: run for run failed ({r['error']}); interleaved rounds instead[/yellow]")
         log(f"  timing {fmt} {e['precision']} and its fp32 parent in {cfg.paired_rounds} interleaved rounds "
-            f"on {e['runtime']} ({cfg.targets[0]})")
-        q, f = measure_interleaved(cfg.targets[0], [runner.out / e["path"], runner.out / parent["path"]],
-                                   e["runtime"], inputs, rounds=cfg.paired_rounds, threads=cfg.threads,
-                                   warmup=cfg.warmup, iterations=cfg.iterations, min_seconds=cfg.min_seconds)
-        out[fmt] = {"quantized_p50_ms": q, "fp32_p50_ms": f, "target": cfg.targets[0], "runtime": e["runtime"],
-                    "threads": cfg.threads, "batch": cfg.batch}
+            f"on {e['runtime']} ({target})")
+        q, f = measure_interleaved(target, files, e["runtime"], inputs, rounds=cfg.paired_rounds,
+                                   threads=cfg.threads, warmup=cfg.warmup, iterations=cfg.iterations,
+                                   min_seconds=cfg.min_seconds)
+        out[fmt] = {**ident, "quantized_p50_ms": q, "fp32_p50_ms": f}
     return out
 
 

@@ -46,6 +46,14 @@ def test_interleaved_rounds_call_a_file_slower_only_when_every_round_agrees():
     q_over = {**q, "protocol": {"overhead_ms": 0.5}}
     c = choose(q_over, {"latency_ms": fast}, rounds=([1.3, 1.3], [1.0, 1.0]))
     assert c["shipped"] == "int8" and "harness overhead" in c["reason"]
+    # timed run for run: read before the rounds; slower only when the ratio's whole CI is beyond 5%
+    pair = {"ratio": 1.3, "ratio_ci": [1.2, 1.4], "pairs": 300, "quantized_p50_ms": 1.3, "fp32_p50_ms": 1.0}
+    c = choose(q, {"latency_ms": fast}, rounds=([0.9, 0.9], [1.0, 1.0]), pair=pair)
+    assert c["shipped"] == "fp32" and "run for run" in c["reason"] and c["run_for_run"]["ratio"] == 1.3
+    assert "quantized_p50_rounds_ms" not in c
+    c = choose(q, {"latency_ms": fast}, pair={**pair, "ratio": 1.06, "ratio_ci": [1.03, 1.09]})
+    assert c["shipped"] == "int8" and "not slower than its fp32 parent beyond 5%" in c["reason"]
+    assert choose(q_over, {"latency_ms": fast}, pair=pair)["shipped"] == "int8"  # 1.0 ms x 0.3 under 0.5 ms
     # a failed round leaves one pair: back to the one-timing rule (slower beyond the CIs)
     c = choose(q, {"latency_ms": fast}, rounds=([1.5, None], [1.0, 1.0]))
     assert c["shipped"] == "fp32" and "95% CIs" in c["reason"] and "quantized_p50_rounds_ms" not in c
@@ -123,3 +131,23 @@ def test_interleaved_rounds_of_two_real_files(cnn_files):
     assert choose({"precision": "int8", **bench}, bench, rounds=(d, f))["shipped"] == "fp32", (d, f)
     # static QDQ: several times faster than ConvInteger in every round
     assert all(a * 2 < b for a, b in zip(s, d, strict=True)), (s, d)
+
+
+def test_run_for_run_of_two_real_files(cnn_files):
+    """What the benchmark step runs on this machine: each int8 file timed against its fp32
+    parent in one process, read by the rule."""
+    from edgesmith.benchmarks.paired import compare_files
+
+    fp32, static, dynamic, _ = cnn_files
+    x = {"pixel_values": np.zeros((1, 1, 28, 28), np.float32)}
+    bench = {"latency_ms": {"p50": 1.0}}
+    for kind, path in (("dynamic", dynamic), ("static", static)):
+        r = compare_files(path, fp32, "onnxruntime", x, pairs=300, min_seconds=0.3)
+        assert r["error"] is None, r["error"]
+        pair = {"ratio": r["ratio"], "ratio_ci": r["ratio_ci"], "pairs": r["pairs"],
+                "quantized_p50_ms": r["a_ms"]["p50"], "fp32_p50_ms": r["b_ms"]["p50"]}
+        c = choose({"precision": "int8", **bench}, bench, pair=pair)
+        if kind == "dynamic":  # ConvInteger: several times slower than fp32 here
+            assert r["verdict"] == "slower" and c["shipped"] == "fp32", (r["ratio"], r["ratio_ci"])
+        else:
+            assert c["shipped"] == ("fp32" if r["verdict"] == "slower" else "int8"), c
