@@ -85,6 +85,8 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
         shipped, reason = "fp32", f"{prec} is slower than its fp32 parent {rule} ({numbers}): fp32 shipped"
     elif pair and lo > 1 + CHANGE_MARGIN:
         shipped, reason = prec, f"{prec} is slower than its fp32 parent {rule}, so it is kept ({numbers})"
+    elif pair and hi < 1 - CHANGE_MARGIN:
+        shipped, reason = prec, f"{prec} is {1 / pair['ratio']:.2f}x faster than its fp32 parent, {rule} ({numbers})"
     elif pair:
         shipped, reason = prec, f"{prec} is not slower than its fp32 parent beyond 5%, {rule} ({numbers})"
     elif pairs:

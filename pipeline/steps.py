@@ -247,6 +247,7 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
     if cfg.stages == "all":
         candidates += [(name, m, {}, False, name) for name, m in _intermediate_models(runner, final_name)]
     parents: dict[str, dict] = {}  # format -> the shipped file's fp32 parent (bundle: never ship a slower file)
+    parent_files: dict[str, Path] = {}  # format -> that parent's file now (a kept one is in this step's folder)
     if final_name != "teacher":
         candidates.append((final_name, model, exported, False, final_name))
         # a quantized file: measure its fp32 parent on the same runtime too (the quantize stage's fp32 ONNX,
@@ -255,6 +256,7 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
         fp32 = export_info.get("onnx", {}).get("fp32_path")
         if fp32 and "onnx" in lowp and "onnxruntime" in cfg.runtimes:
             parents["onnx"] = _fp32_parent(runner, model, runner.out / fp32)
+            parent_files["onnx"] = runner.out / fp32
         if lowp:
             files = {f: (runner.out / e["path"], "fp32") for f, e in parents.items()}
             candidates.append((f"{final_name}-fp32", model, files, lowp, final_name))
@@ -285,7 +287,7 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
                 path, precision = tmp_dir / Path(entry["path"]).name, entry["precision"]
                 static = entry.get("static_shapes")
                 if keep:
-                    parents[fmt], tmp_dir = entry, None
+                    parents[fmt], parent_files[fmt], tmp_dir = entry, path, None
             for target in cfg.targets:
                 log(f"  measuring {name} on {runtime} ({target}, {cfg.threads} thread(s), batch {cfg.batch})")
                 r = measure_on(target, path, runtime, inputs, threads=cfg.threads, warmup=cfg.warmup,
@@ -311,12 +313,12 @@ def run_benchmark(runner: Runner, step: Step, model: nn.Module, out: Path) -> tu
     _compare_with_fp32_parent(results, final_name)
     info = {"benchmarks": results, "fp32_parents": parents}
     if cfg.paired_rounds and parents:
-        info["paired_rounds"] = _paired_rounds(runner, parents, export_info, results, final_name)
+        info["paired_rounds"] = _paired_rounds(runner, parents, parent_files, export_info, results, final_name)
     return model, info
 
 
-def _paired_rounds(runner: Runner, parents: dict[str, dict], export_info: dict[str, dict],
-                   results: list[dict], final_name: str) -> dict[str, dict]:
+def _paired_rounds(runner: Runner, parents: dict[str, dict], parent_files: dict[str, Path],
+                   export_info: dict[str, dict], results: list[dict], final_name: str) -> dict[str, dict]:
     """Per format, the shipped quantized file timed against its fp32 parent once more, for
     the bundle's slower-file rule (:func:`edgesmith.bundle.choice.choose`): on this machine
     run for run in one process (:func:`~edgesmith.benchmarks.paired.compare_files`, the
@@ -330,9 +332,10 @@ def _paired_rounds(runner: Runner, parents: dict[str, dict], export_info: dict[s
     for fmt, parent in parents.items():
         e = export_info.get(fmt) or {}
         measured = {r["model"] for r in results if r["runtime"] == e.get("runtime") and r.get("latency_ms")}
-        if not e.get("path") or parent.get("error") or not {final_name, f"{final_name}-fp32"} <= measured:
+        if not e.get("path") or parent.get("error") or fmt not in parent_files \
+                or not {final_name, f"{final_name}-fp32"} <= measured:
             continue
-        files = [runner.out / e["path"], runner.out / parent["path"]]
+        files = [runner.out / e["path"], parent_files[fmt]]
         ident = {"target": target, "runtime": e["runtime"], "threads": cfg.threads, "batch": cfg.batch}
         if target == "cpu":
             pairs = max(cfg.iterations, 10 * cfg.paired_rounds)
