@@ -78,12 +78,15 @@ def decode(cfg, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sampler(cfg):
+def sampler(cfg, done: int = 0):
+    """The study's sampler, seeded with ``search.seed`` plus the trials the study already
+    holds (``done``): a resumed process must not replay the first process's random draws
+    (it did: a Fashion-MNIST search resumed after 3 trials drew those 3 points again)."""
     import optuna
 
     if cfg.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True)
-    return optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=cfg.population)
+        return optuna.samplers.TPESampler(seed=cfg.seed + done, multivariate=True)
+    return optuna.samplers.NSGAIISampler(seed=cfg.seed + done, population_size=cfg.population)
 
 
 def open_study(run_dir: Path, cfg, create: bool = True):
@@ -94,8 +97,12 @@ def open_study(run_dir: Path, cfg, create: bool = True):
     if not create and not db.is_file():
         raise EdgesmithError(f"{run_dir}: no search has run here yet (no study.db); run `edgesmith search` first")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return optuna.create_study(study_name=STUDY, storage=f"sqlite:///{db}", load_if_exists=True,
-                               directions=[o.direction for o in cfg.objectives], sampler=sampler(cfg))
+    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{db}", load_if_exists=True,
+                                directions=[o.direction for o in cfg.objectives], sampler=sampler(cfg))
+    done = len(study.get_trials(deepcopy=False))
+    if done:
+        study.sampler = sampler(cfg, done)
+    return study
 
 
 def check_same_search(run_dir: Path, recipe) -> dict:
