@@ -57,16 +57,19 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
     from edgesmith.benchmarks.stats import CHANGE_MARGIN, compare_latency, harness_overhead_ms
 
     overhead = harness_overhead_ms(fp32, quantized)
-    pairs = [(a, b) for a, b in zip(*rounds, strict=True) if a and b] if rounds else []
-    if len(pairs) < 2 or pair:
+    pairs = [(a, b) for a, b in zip(*rounds, strict=True) if a and b] if rounds and not pair else []
+    if len(pairs) < 2:
         pairs = []
     if pair:
+        from edgesmith.benchmarks.paired import verdict
+
         lo, hi = pair["ratio_ci"]
+        said = verdict(pair["ratio"], pair["ratio_ci"])
         gap = f["p50"] * (pair["ratio"] - 1)  # in the parent's own p50 (timed alone), as the overhead was
-        slower = lo > 1 + CHANGE_MARGIN and gap > (overhead or 0.0)
+        slower = said == "slower" and gap > (overhead or 0.0)
         numbers = (f"{pair['pairs']} pairs: time ratio {prec}/fp32 {pair['ratio']:.3f}, 95% CI {lo:.3f}-{hi:.3f}; "
                    f"p50 {pair['quantized_p50_ms']:.4f} vs {pair['fp32_p50_ms']:.4f} ms")
-        rule = ("timed run for run" if slower or lo <= 1 + CHANGE_MARGIN else
+        rule = ("timed run for run" if slower or said != "slower" else
                 f"timed run for run, but by {gap * 1000:.1f} us, under the {overhead * 1000:.1f} us harness overhead")
     elif pairs:
         above = sum(a > b * (1 + CHANGE_MARGIN) for a, b in pairs)
@@ -83,9 +86,9 @@ def choose(quantized: dict, fp32: dict, force: bool = False,
         shipped, reason = prec, f"{prec} is slower than its fp32 parent ({numbers}) but export.force_quantized is set"
     elif slower:
         shipped, reason = "fp32", f"{prec} is slower than its fp32 parent {rule} ({numbers}): fp32 shipped"
-    elif pair and lo > 1 + CHANGE_MARGIN:
+    elif pair and said == "slower":
         shipped, reason = prec, f"{prec} is slower than its fp32 parent {rule}, so it is kept ({numbers})"
-    elif pair and hi < 1 - CHANGE_MARGIN:
+    elif pair and said == "faster":
         shipped, reason = prec, f"{prec} is {1 / pair['ratio']:.2f}x faster than its fp32 parent, {rule} ({numbers})"
     elif pair:
         shipped, reason = prec, f"{prec} is not slower than its fp32 parent beyond 5%, {rule} ({numbers})"

@@ -159,7 +159,6 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
         load_rows,
         open_study,
         retry_stale,
-        sampler,
         save_row,
     )
     from edgesmith.search.trial import references
@@ -188,8 +187,7 @@ def run_ray(run_dir: Path, base: dict, cfg, reference_files: list[str], address:
             storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'study.db'}")
             searcher = _numbered(OptunaSearch)(space=distributions(cfg), metric=[f"obj{i}" for i in range(len(cfg.objectives))],
                                     mode=["max" if o.direction == "maximize" else "min" for o in cfg.objectives],
-                                    sampler=_picklable(sampler(cfg, len(study.get_trials(deepcopy=False)))),
-                                    storage=storage, study_name=STUDY)
+                                    sampler=_picklable(study.sampler), storage=storage, study_name=STUDY)
             fn = tune.with_resources(tune.with_parameters(
                 _trainable, run_dir=str(run_dir), base=base, cfg=cfg, queues=queues), {"cpu": 1})
             tuner = tune.Tuner(

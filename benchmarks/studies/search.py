@@ -124,10 +124,7 @@ def remeasure(run_dir: Path, rounds: int, iterations: int = 200, min_seconds: fl
     the run-to-run spread. Returns p50 per round by point name (``trial-N``, reference names)."""
     from edgesmith.benchmarks.studies.flagships import measure_rows
 
-    points = [json.loads(f.read_text()) for f in sorted(Path(run_dir, "trials").glob("*/trial.json"))]
-    points += json.loads((Path(run_dir) / "references.json").read_text())
-    rows = [{"name": pt["name"], "path": m["file"], "runtime": "onnxruntime"}
-            for pt in points for m in pt.get("measurements") or [] if m.get("runtime") == "onnxruntime"]
+    rows = [{"name": name, "path": path, "runtime": "onnxruntime"} for name, path in _files(run_dir).items()]
     measure_rows(rows, iterations, min_seconds, rounds)
     return {r["name"]: r["p50_rounds_ms"] for r in rows if r.get("p50_rounds_ms")}
 
@@ -208,6 +205,8 @@ def figures_paired(run_dir: Path, result: dict, pairs: int = 300, min_seconds: f
             k for k, c in cmp.items() if c["verdict"] != "slower"
             and (rows[k][acc] > shipped[acc] or rows[k][size] < shipped[size] or c["verdict"] == "faster")]
     return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipe", choices=sorted(SPACES))
