@@ -15,9 +15,12 @@ function show(screen) {
 }
 document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.screen)));
 
+// Reports go out one at a time, each after the last has been answered, so the collector stores them in window
+// order (concurrent fetches may land in any order); a failed post does not hold back the next one.
 function post(report, line) {
-  const p = fetch("/telemetry", { method: "POST", headers: { "Content-Type": "application/json" }, body: line })
-    .then((r) => { if (r.ok) { state.sent++; $("sent").textContent = state.sent; } return r.status; });
+  const send = () => fetch("/telemetry", { method: "POST", headers: { "Content-Type": "application/json" }, body: line })
+    .then((r) => { if (r.ok) { state.sent++; $("sent").textContent = state.sent; } return r.status; }, () => 0);
+  const p = (state.posts.length ? state.posts[state.posts.length - 1] : Promise.resolve()).then(send);
   state.posts.push(p);
   $("last-status").textContent = report.status;
   $("last-report").textContent = JSON.stringify(report, null, 1);
