@@ -156,13 +156,13 @@ _BACKENDS = {"XnnpackBackend": "XNNPACK", "TfLiteXNNPackDelegate": "XNNPACK"}
 
 def ops_summary(export: dict) -> str:
     """Where the ops run: delegate coverage (TFLite, ExecuTorch), the ops computing
-    in int8 / fp16 (a quantized ONNX file), else the ONNX op count."""
+    in int8 / int4 / fp16 (a quantized ONNX file), else the ONNX op count."""
     d = export.get("delegation") or {}
     if d.get("delegated_ops") is not None:
         total = d.get("total_ops") or d["delegated_ops"] + (d.get("portable_ops") or 0)
         backend = _BACKENDS.get(d.get("backend"), d.get("backend") or "delegate")
         return f"{backend} {d['delegated_ops']}/{total}"
-    low = {p: ops for p, ops in (export.get("compute_precision") or {}).items() if p in ("int8", "fp16") and ops}
+    low = {p: ops for p, ops in (export.get("compute_precision") or {}).items() if p in ("int8", "int4", "fp16") and ops}
     if low:
         return "; ".join(f"{p}: " + ", ".join(f"{op}×{n}" for op, n in ops.items()) for p, ops in low.items())
     hist = export.get("op_histogram")

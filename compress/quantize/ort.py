@@ -43,6 +43,7 @@ _ORT_MAX_IR = 13  # onnxruntime 1.31 refuses IR 14, onnx 1.23's default for a ne
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "Gather"}
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QGemm",
                 "DynamicQuantizeLSTM", "QLinearConv", "QLinearMatMul"}
+_INT4_OPS = {"GatherBlockQuantized", "MatMulNBits"}  # onnxruntime's block-quantized weight ops
 _ENTROPY_BINS = 512  # 4x the 128 quantized bins; 2048 (TensorRT) costs ~1 s a tensor here
 _CALIBRATORS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
@@ -68,7 +69,7 @@ def quantize_onnx(
 
     Returns:
         precision, size_bytes, fp32_size_bytes, op_histogram, quantize_linear /
-        dequantize_linear counts, compute_precision (op types per int8/fp16/fp32),
+        dequantize_linear counts, compute_precision (op types per int8/int4/fp16/fp32),
         float_nodes, calibration (method, samples), preprocess, check, config.
     """
     ort = _require("onnxruntime")
@@ -86,6 +87,8 @@ def quantize_onnx(
         try:
             with _in_dir(tmp):  # onnxruntime's shape inference drops temp files in the cwd
                 model, preprocess = _QUANTIZERS[config.precision](src, tmp, config, batches, large)
+                if config.table_bits == 4:
+                    model = _four_bit_tables(model, config)
         except EdgesmithError:
             raise
         except Exception as e:  # noqa: BLE001 - onnxruntime's tools raise anything
@@ -123,7 +126,7 @@ def describe(model: Any) -> dict[str, Any]:
     inits = {t.name: t.data_type for t in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
     low = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4, TensorProto.INT16}
-    kinds: dict[str, Counter] = {"int8": Counter(), "fp16": Counter(), "fp32": Counter()}
+    kinds: dict[str, Counter] = {"int8": Counter(), "int4": Counter(), "fp16": Counter(), "fp32": Counter()}
     float_nodes: list[str] = []
     half = any(t == TensorProto.FLOAT16 for t in inits.values())
     types = _tensor_types(model) if half else {}  # activations' dtypes, for act x act MatMuls
@@ -141,8 +144,8 @@ def describe(model: Any) -> dict[str, Any]:
         return "int8" if t in low else "fp16" if t == TensorProto.FLOAT16 else "fp32"
 
     for node in model.graph.node:
-        if node.op_type in _INTEGER_OPS:
-            kinds["int8"][node.op_type] += 1
+        if node.op_type in _INTEGER_OPS or node.op_type in _INT4_OPS:
+            kinds["int8" if node.op_type in _INTEGER_OPS else "int4"][node.op_type] += 1
             continue
         if node.op_type not in _COMPUTE_OPS:
             continue
@@ -445,13 +448,42 @@ def _match_nodes(graph: Any, patterns: list[str], key: str = "exclude_nodes") ->
 
 
 def _check_op_types(config: QuantConfig, registry: Iterable[str]) -> list[str] | None:
+    """The op types the int8 pass quantizes (None: onnxruntime's default set), less Gather when
+    the tables go to 4 bits in a pass of their own (:func:`_four_bit_tables`)."""
+    registry = set(registry)
     if config.op_types is None:
-        return None
+        return None if config.table_bits == 8 else sorted(registry - {"Gather"})
     bad = [t for t in config.op_types if t not in registry]
     if bad:
         raise RecipeError("op_types", f"onnxruntime cannot quantize {bad[0]!r} in {config.precision}; "
                           f"choose from {', '.join(sorted(registry))}")
-    return list(config.op_types)
+    return [t for t in config.op_types if config.table_bits == 8 or t != "Gather"]
+
+
+def _four_bit_tables(model: Any, config: QuantConfig) -> Any:
+    """Every embedding table (a Gather of a constant float table) as onnxruntime's
+    GatherBlockQuantized: 4-bit symmetric blocks of ``config.table_block`` values along the
+    embedding, one fp32 scale a block. Fails in one line when the graph has no such table."""
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    inits = {t.name for t in model.graph.initializer}
+    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits
+              and not any(a.name == "axis" and a.i not in (0,) for a in n.attribute)]
+    if not tables:
+        raise RecipeError("table_bits", "is 4, but the model has no embedding table (a Gather of a constant "
+                                        "table) left in float: set it to 8")
+    cfg = DefaultWeightOnlyQuantConfig(block_size=config.table_block, is_symmetric=True, accuracy_level=None,
+                                       quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",),
+                                       quant_axes=(("Gather", 1),))
+    with _quiet():
+        quantizer = MatMulNBitsQuantizer(model, algo_config=cfg, nodes_to_exclude=[
+            n.name for n in model.graph.node if n.op_type == "Gather" and n.name not in tables])
+        quantizer.process()
+    return quantizer.model.model
 
 
 def _check(ort: Any, src: Path, staged: Path, batches: list[dict], config: QuantConfig) -> dict | None:

@@ -83,6 +83,10 @@ class QuantizeConfig(StageConfig):
         smoothquant: SmoothQuant migration strength alpha in [0, 1] (transformers;
             static or dynamic int8); None: off. It adds Mul nodes, so ``include`` /
             ``exclude`` then name nodes of the stage's ``prepared/model.onnx``.
+        table_bits: 8, or 4 to store embedding tables in 4-bit blocks (onnxruntime's
+            GatherBlockQuantized; int8 presets on onnxruntime; the ONNX file only, the mobile
+            formats keep their own precision); None: the preset's (8).
+        table_block: Values per 4-bit table block (a power of two, at least 16).
     """
 
     kind = "quantize"
@@ -104,6 +108,8 @@ class QuantizeConfig(StageConfig):
     equalize: bool = False
     bias_correction: bool = False
     smoothquant: float | None = field(default=None, metadata=between(0, 1))
+    table_bits: Literal[8, 4] | None = None
+    table_block: int | None = field(default=None, metadata=at_least(16))
 
     def validate(self) -> None:
         names = presets_taking("onnx")
@@ -136,6 +142,7 @@ class QuantizeConfig(StageConfig):
             "symmetric_activations": self.symmetric, "reduce_range": self.reduce_range,
             "include_nodes": self.include, "op_types": self.op_types, "float_op_outputs": self.float_op_outputs,
             "float_outputs": base.precision == "int8" if self.float_outputs is None else self.float_outputs,
+            "table_bits": self.table_bits, "table_block": self.table_block,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
         overrides.update(exclude_nodes=[*self.exclude, *(exclude or [])], min_sqnr_db=self.sqnr_floor,
