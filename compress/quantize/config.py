@@ -71,7 +71,7 @@ class QuantConfig(Config):
         table_bits: Bits of each embedding table (a Gather of a constant table), onnxruntime
             only: 8 (the int8 modes' default) or 4 (onnxruntime's GatherBlockQuantized: 4-bit
             symmetric blocks of ``table_block`` values along the embedding with one fp32 scale a
-            block; 0.56 bytes a value). MiniLM-L6 with only its token table in 4 bits: cosine to
+            block: 0.625 bytes a value at 32). MiniLM-L6 with only its token table in 4 bits: cosine to
             fp32 0.996 on fortunes, while 4-bit MatMul weights (MatMulNBits, same blocks) drop it to 0.963;
             with dynamic int8 MatMuls 0.9897 against 0.9917 with int8 tables.
         table_block: Values per 4-bit block (a power of two, at least 16).

@@ -461,21 +461,22 @@ def _check_op_types(config: QuantConfig, registry: Iterable[str]) -> list[str] |
 
 
 def _four_bit_tables(model: Any, config: QuantConfig) -> Any:
-    """Every embedding table (a Gather of a constant float table) as onnxruntime's
+    """Every embedding table (a Gather on axis 0 of a constant float table) as onnxruntime's
     GatherBlockQuantized: 4-bit symmetric blocks of ``config.table_block`` values along the
     embedding, one fp32 scale a block. Fails in one line when the graph has no such table."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    inits = {t.name for t in model.graph.initializer}
-    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits
-              and not any(a.name == "axis" and a.i not in (0,) for a in n.attribute)]
+    floats = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT}
+    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in floats
+              and all(a.i == 0 for a in n.attribute if a.name == "axis")]
     if not tables:
         raise RecipeError("table_bits", "is 4, but the model has no embedding table (a Gather of a constant "
-                                        "table) left in float: set it to 8")
+                                        "float table) left: set it to 8")
     cfg = DefaultWeightOnlyQuantConfig(block_size=config.table_block, is_symmetric=True, accuracy_level=None,
                                        quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",),
                                        quant_axes=(("Gather", 1),))
