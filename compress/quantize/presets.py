@@ -43,6 +43,21 @@ def x86() -> QuantConfig:
                        symmetric_activations=False, reduce_range=True, calibration="minmax")
 
 
+@PRESETS.register("x86-vnni")
+def x86_vnni() -> QuantConfig:
+    """Static QDQ int8 for onnxruntime on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI) or
+    ARM's dot-product kernels, which do not saturate u8 x s8 products: 8-bit per-channel
+    weights and percentile (99.99) activation ranges. The choice for MobileNet-class CNNs
+    (ReLU6, linear bottlenecks, residual adds), with ``bias_correction: true`` in the stage:
+    MobileNetV2 (ImageNet weights) on held-out natural photo crops, top-1 agreement with fp32
+    73.1% with ``x86``, 87.2% with this preset, 88.9% with bias correction too; onnxruntime's
+    ``quantize_static`` defaults 65.0% (``python -m edgesmith.benchmarks.studies.mobilenet_int8``).
+    """
+    return QuantConfig(precision="int8", per_channel=True, symmetric_weights=True,
+                       symmetric_activations=False, reduce_range=False, calibration="percentile",
+                       percentile=99.99)
+
+
 @PRESETS.register("x86-dynamic")
 def x86_dynamic() -> QuantConfig:
     """Dynamic int8 for transformers: per-channel int8 weights of MatMul (Gemm is

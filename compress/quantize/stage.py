@@ -17,7 +17,7 @@ the quantized file is still scored against the untransformed fp32 file.
 Example (a recipe's ``stages:`` entry)::
 
     - kind: quantize
-      preset: x86                # x86, x86-dynamic, tensorrt, fp16
+      preset: x86                # x86, x86-vnni, x86-dynamic, tensorrt, fp16
       method: percentile         # override the preset's calibration observer
       exclude: ["node_linear_1"] # ONNX node names or fnmatch patterns kept in float
       accuracy_budget: 1.0       # at most 1 point of accuracy lost vs fp32
@@ -55,8 +55,10 @@ class QuantizeConfig(StageConfig):
     """Quantize the model's ONNX export for a target.
 
     Attributes:
-        preset: Target: ``x86`` (static QDQ int8), ``x86-dynamic`` (dynamic int8,
-            for transformers), ``tensorrt`` (symmetric QDQ int8), ``fp16``.
+        preset: Target: ``x86`` (static QDQ int8, 7-bit weights), ``x86-vnni`` (static QDQ
+            int8, 8-bit weights, percentile ranges: VNNI / ARM CPUs, MobileNet-class CNNs),
+            ``x86-dynamic`` (dynamic int8, for transformers), ``tensorrt`` (symmetric QDQ
+            int8), ``fp16``.
         method: Calibration observer override (``minmax``, ``percentile``, ``entropy``),
             static int8 only; ``percentile`` sets the percentile kept.
         per_channel, symmetric, reduce_range: Overrides of the preset (``symmetric``:

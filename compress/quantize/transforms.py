@@ -295,13 +295,7 @@ def _clip_headroom(model: nn.Module, modules: dict[str, nn.Module], pairs: list[
             peaks[name] = m if name not in peaks else torch.maximum(peaks[name], m)
         return record
 
-    handles = [modules[p["first"]].register_forward_hook(hook(p["first"])) for p in clipped]
-    try:
-        for batch in calibration:
-            model(*batch)
-    finally:
-        for h in handles:
-            h.remove()
+    _feed(model, {modules[p["first"]]: hook(p["first"]) for p in clipped}, calibration)
     for p in clipped:
         p["peak"] = peaks[p["first"]]
         p["clips"] = p["peak"] >= _RELU6_CLIP
@@ -655,14 +649,19 @@ def _output_means(model: nn.Module, layers: dict[str, nn.Module], calibration: S
             counts[name] = counts.get(name, 0) + n
         return run
 
-    hooks = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    _feed(model, {m: hook(n) for n, m in layers.items()}, calibration)
+    return {n: (sums[n] / counts[n]).float() for n in sums}
+
+
+def _feed(model: nn.Module, hooks: dict[nn.Module, Any], calibration: Sequence[Batch]) -> None:
+    """Run ``calibration`` through ``model`` with each forward hook on its module, then remove them."""
+    handles = [m.register_forward_hook(h) for m, h in hooks.items()]
     try:
         for batch in calibration:
             model(*batch)
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
-    return {n: (sums[n] / counts[n]).float() for n in sums}
 
 
 def _outputs(model: nn.Module, inputs: Batch) -> torch.Tensor:

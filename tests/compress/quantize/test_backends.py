@@ -32,7 +32,7 @@ from edgesmith.models.tasks import ClassificationTask
 
 RECIPES = sorted((Path(__file__).parents[3] / "conf" / "recipes").glob("*.yaml"))
 # backend -> the presets that exercise it (every registered backend needs an entry)
-CASES = {"onnxruntime": ["x86", "x86-dynamic", "fp16"], "tensorrt": ["tensorrt"],
+CASES = {"onnxruntime": ["x86", "x86-vnni", "x86-dynamic", "fp16"], "tensorrt": ["tensorrt"],
          "pt2e": ["xnnpack", "xnnpack-dynamic"], "litert": ["litert-fp16", "litert-dynamic"]}
 
 

@@ -1,8 +1,9 @@
 """int8 on a real mobile CNN: MobileNetV2 with its ImageNet weights on held-out natural
 photos. The parity gate judges a classifier by top-1 and top-5 agreement as well as
 cosine, with the floors from the recipe; our static int8 (8-bit per-channel weights,
-percentile ranges, clip-aware CLE and bias correction) agrees with fp32 more often than
-onnxruntime's ``quantize_static`` defaults on the same calibration crops."""
+percentile ranges, bias correction) agrees with fp32 more often than onnxruntime's
+``quantize_static`` defaults on the same calibration crops; clip-aware CLE finds the
+pairs across MobileNetV2's ReLU6s and keeps its fp32 function."""
 
 from __future__ import annotations
 
@@ -80,13 +81,13 @@ def test_mobilenet_v2_int8_beats_onnxruntime_defaults_and_the_gate_reads_agreeme
     defaults = _ort(ort_defaults(mnv2["fp32"], tmp / "defaults.onnx", calib, per_channel=False), test)
 
     batches = [(torch.from_numpy(calib[i:i + 32]),) for i in range(0, len(calib), 32)]
-    eq, report = equalize(mnv2["model"], example_inputs=batches[0], calibration=batches)
-    assert sum("ReLU6" in p["between"] for p in report["pairs"]) >= 30  # expand -> depthwise -> project
-    bc, _ = correct_bias(eq, batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
-    src = _export(bc, (torch.from_numpy(calib[:2]),), mnv2["task"], tmp / "cle-bc")
+    _, report = equalize(mnv2["model"], example_inputs=batches[0], calibration=batches)
+    relu6 = [p for p in report["pairs"] if "ReLU6" in p["between"]]
+    assert len(relu6) >= 30 and report["fp32_max_abs_diff"] < 1e-3  # expand -> depthwise -> project
+    bc, _ = correct_bias(mnv2["model"], batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
+    src = _export(bc, (torch.from_numpy(calib[:2]),), mnv2["task"], tmp / "bc")
     ours_path = tmp / "ours.onnx"
-    quantize_onnx(src, ours_path, preset("x86", reduce_range=False, calibration="percentile",
-                                         calibration_samples=len(calib), min_sqnr_db=None),
+    quantize_onnx(src, ours_path, preset("x86-vnni", calibration_samples=len(calib), min_sqnr_db=None),
                   [{"pixel_values": calib[i:i + 16]} for i in range(0, len(calib), 16)])
     ours = _ort(ours_path, test)
 
@@ -102,6 +103,6 @@ def test_mobilenet_v2_int8_beats_onnxruntime_defaults_and_the_gate_reads_agreeme
     strict = Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.99, min_top5=0.99)
     failed = compare(ref, defaults, strict)
     assert not failed["passed"] and "export.parity.min_agreement" in failed["reason"]
-    assert compare(ref, defaults, Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.5))["passed"] is (
-        d["agreement"] >= 0.5 and d["cosine"] >= 0.9)
+    assert 0.5 < d["agreement"] < 0.99 and d["cosine"] > 0.9  # measured: 65%, cosine 0.927
+    assert compare(ref, defaults, Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.5))["passed"]
     assert compare(ref, ref, strict)["passed"]

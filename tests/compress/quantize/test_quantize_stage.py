@@ -112,6 +112,7 @@ def test_rerun_reuses_the_quantized_file(run):
 # preset -> (stage overrides, export precision, scheme); x86 is the module's run
 PRESET_CASES = {
     "tensorrt": ({}, "int8", "int8"),  # scored on its Q/DQ math; onnxruntime's CPU kernels fail parity
+    "x86-vnni": ({}, "int8", "int8"),  # 8-bit weights: parity is only promised on a VNNI CPU
     "x86-dynamic": ({"op_types": ["Gemm"]}, "int8", "int8-dynamic"),  # the preset's MatMul/Gather: transformers
     "fp16": ({}, "fp16", "fp16"),
 }
@@ -141,7 +142,8 @@ def test_every_preset_ships_through_the_export(run, tmp_path, name):
     assert export["parity"]["tolerance"] == TIERS[scheme].to_dict()
     # symmetric s8 activations saturate in onnxruntime's int16-accumulating AVX2 kernels (11 vs 38 dB):
     # reported, not hidden; VNNI/AMX kernels accumulate in int32 and pass (max diff 0.21, cosine 0.99995)
-    assert export["parity"]["passed"] is (name != "tensorrt" or _int8_dot_product_cpu()), export["parity"]
+    if name != "x86-vnni" or _int8_dot_product_cpu():
+        assert export["parity"]["passed"] is (name != "tensorrt" or _int8_dot_product_cpu()), export["parity"]
     assert info["evaluated_on"] == ("qdq-reference" if name == "tensorrt" else "onnxruntime")
     assert abs(info["metrics"]["accuracy"] - info["fp32_metrics"]["accuracy"]) <= 0.02, info["metrics"]
     assert info["size_ratio"] > 1.5 and info["quantization"]["compute_precision"].get(precision), info
