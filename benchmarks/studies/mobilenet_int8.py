@@ -40,8 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+from edgesmith.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN = np.array(IMAGENET_MEAN, np.float32)[:, None, None]
+STD = np.array(IMAGENET_STD, np.float32)[:, None, None]
 SURE = 0.5  # fp32 top-1 probability above which a crop counts as unambiguous
 
 
@@ -88,42 +90,23 @@ def _runtime(path: Path, runtime: str, x: np.ndarray) -> np.ndarray:
                                for i in range(len(x))])
 
 
-def ort_defaults(fp32: Path, out: Path, calib: np.ndarray, per_channel: bool) -> Path:
-    """onnxruntime's ``quantize_static`` with its defaults (after its own pre-processing)."""
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(_batches(calib, 1))
-
-        def get_next(self) -> dict | None:
-            b = next(self.it, None)
-            return None if b is None else {"pixel_values": b}
-
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32), str(pre))
-    quantize_static(str(pre), str(out), Reader(), per_channel=per_channel)
-    pre.unlink()
-    return out
-
-
 def onnx_rows(model: torch.nn.Module, task: Any, calib: np.ndarray, test: np.ndarray, tmp: Path,
               transformed: dict[str, torch.nn.Module]) -> tuple[list[dict], np.ndarray, Path]:
     """fp32 ONNX, onnxruntime's defaults, and our preset's variants."""
     from edgesmith.benchmarks.studies.ptq import _export
     from edgesmith.compress.quantize import preset, quantize_onnx
+    from edgesmith.compress.quantize.ort import onnxruntime_defaults
 
     example = (torch.from_numpy(calib[:2]),)
     fp32 = _export(model, example, task, tmp / "fp32")
     ref = _ort(fp32, test)
     sure = torch.softmax(torch.from_numpy(ref), 1).amax(1).numpy() >= SURE
     rows = [{"format": "onnx", "variant": "fp32", "file": fp32, **judge(ref, ref, sure)}]
+    feeds = [{"pixel_values": b} for b in _batches(calib, 16)]
     for per_channel in (False, True):
-        q = ort_defaults(fp32, tmp / f"ort-defaults-pc{int(per_channel)}.onnx", calib, per_channel)
+        q = onnxruntime_defaults(fp32, tmp / f"ort-defaults-pc{int(per_channel)}.onnx", feeds, per_channel)
         rows.append({"format": "onnx", "variant": "onnxruntime quantize_static defaults"
                      + (" + per_channel" if per_channel else ""), "file": q, **judge(ref, _ort(q, test), sure)})
-    feeds = [{"pixel_values": b} for b in _batches(calib, 16)]
     plans = [("x86 preset (7-bit weights, min/max)", "x86", {}, None),
              ("x86, 8-bit weights", "x86", {"reduce_range": False}, None),
              ("x86-vnni preset (8-bit weights, percentile 99.99)", "x86-vnni", {}, None),

@@ -36,3 +36,17 @@ def test_gate_stops_then_warns(tmp_path, monkeypatch, edgesmith_cache):
     s = edgesmith.run("digits-quick", out, overrides=FAST, parity_gate=False)
     assert s["exports"][0]["parity"]["passed"] is False
     assert s["benchmarks"] and all(b["error"] is None for b in s["benchmarks"])
+
+
+def test_recipe_floors_reach_the_gate(tmp_path, edgesmith_cache):
+    """``export.parity`` floors judge the quantized file: an impossible cosine floor stops the
+    run naming it; agreement floors are stored with the tolerance and met by digits' int8."""
+    out = tmp_path / "run"
+    floors = ["export.parity.min_agreement=0.9", "export.parity.min_top5=0.95"]
+    s = edgesmith.run("digits-quick", out, overrides=FAST + floors)
+    parity = s["exports"][0]["parity"]
+    assert s["exports"][0]["precision"] == "int8" and parity["passed"]
+    assert parity["tolerance"] == {**TIERS["int8"].to_dict(), "min_agreement": 0.9, "min_top5": 0.95}
+    assert parity["agreement"] >= 0.9 and parity["top5_agreement"] >= 0.95
+    with pytest.raises(ParityError, match=r"onnx int8 .* cosine 0\.\d+ < 1\.0"):
+        edgesmith.run("digits-quick", out, overrides=FAST + ["export.parity.min_cosine=1.0"])

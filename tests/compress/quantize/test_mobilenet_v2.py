@@ -43,27 +43,42 @@ def test_recipe_floors_apply_to_quantized_files_only():
     assert ParityConfig(min_cosine=0.95).tolerance("int8", TIERS["int8"]).min_cosine == 0.95
 
 
+def _logits(path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"pixel_values": x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+
+
+def _export(model, calib: np.ndarray, task, out):
+    from types import SimpleNamespace
+
+    from edgesmith.export import get_exporter
+
+    cfg = SimpleNamespace(opset=18, dynamic_batch=True)
+    return get_exporter("onnx")().export(model, (torch.from_numpy(calib[:2]),), task, out, cfg).path
+
+
 @pytest.fixture(scope="module")
 def mnv2(tmp_path_factory):
     """fp32 ONNX of MobileNetV2, calibration crops (other photos than the test crops),
     its logits on the test crops."""
-    from edgesmith.benchmarks.studies.mobilenet_int8 import MEAN, STD, _ort, load_model
-    from edgesmith.benchmarks.studies.ptq import _export
     from edgesmith.conf.recipe import SourceConfig
     from edgesmith.data.sources import load_source
+    from edgesmith.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2_imagenet
     from edgesmith.models.tasks import ClassificationTask
 
     torch.set_num_threads(2)
+    mean, std = (np.array(v, np.float32)[:, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
     parts = load_source(SourceConfig("photos"))
     rng = np.random.default_rng(0)
-    calib = (parts["train"].x[np.sort(rng.permutation(len(parts["train"]))[:CALIBRATION])] - MEAN) / STD
-    test = (parts["test"].x[np.sort(rng.permutation(len(parts["test"]))[:TEST])] - MEAN) / STD
-    model = load_model()
-    task = ClassificationTask(mean=MEAN.ravel().tolist(), std=STD.ravel().tolist(),
-                              classes=[str(i) for i in range(1000)])
+    calib = (parts["train"].x[np.sort(rng.permutation(len(parts["train"]))[:CALIBRATION])] - mean) / std
+    test = (parts["test"].x[np.sort(rng.permutation(len(parts["test"]))[:TEST])] - mean) / std
+    model = mobilenet_v2_imagenet()
+    task = ClassificationTask(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), classes=[str(i) for i in range(1000)])
     tmp = tmp_path_factory.mktemp("mnv2")
-    fp32 = _export(model, (torch.from_numpy(calib[:2]),), task, tmp / "fp32")
-    ref = _ort(fp32, test)
+    fp32 = _export(model, calib, task, tmp / "fp32")
+    ref = _logits(fp32, test)
     with torch.no_grad():
         torch_ref = model(torch.from_numpy(test[:8])).numpy()
     return {"model": model, "task": task, "calib": calib, "test": test, "fp32": fp32, "ref": ref, "tmp": tmp,
@@ -71,25 +86,24 @@ def mnv2(tmp_path_factory):
 
 
 def test_mobilenet_v2_int8_beats_onnxruntime_defaults_and_the_gate_reads_agreement(mnv2):
-    from edgesmith.benchmarks.studies.mobilenet_int8 import _ort, ort_defaults
-    from edgesmith.benchmarks.studies.ptq import _export
     from edgesmith.compress.quantize import preset, quantize_onnx
+    from edgesmith.compress.quantize.ort import onnxruntime_defaults
     from edgesmith.compress.quantize.transforms import WeightQuant, correct_bias, equalize
 
     calib, test, ref, tmp = mnv2["calib"], mnv2["test"], mnv2["ref"], mnv2["tmp"]
     np.testing.assert_allclose(ref[:8], mnv2["torch_ref"], atol=1e-3)  # the fp32 file is the model
-    defaults = _ort(ort_defaults(mnv2["fp32"], tmp / "defaults.onnx", calib, per_channel=False), test)
+    feeds = [{"pixel_values": calib[i:i + 16]} for i in range(0, len(calib), 16)]
+    defaults = _logits(onnxruntime_defaults(mnv2["fp32"], tmp / "defaults.onnx", feeds), test)
 
     batches = [(torch.from_numpy(calib[i:i + 32]),) for i in range(0, len(calib), 32)]
     _, report = equalize(mnv2["model"], example_inputs=batches[0], calibration=batches)
     relu6 = [p for p in report["pairs"] if "ReLU6" in p["between"]]
     assert len(relu6) >= 30 and report["fp32_max_abs_diff"] < 1e-3  # expand -> depthwise -> project
     bc, _ = correct_bias(mnv2["model"], batches, WeightQuant(per_channel=True, symmetric=True, reduce_range=False))
-    src = _export(bc, (torch.from_numpy(calib[:2]),), mnv2["task"], tmp / "bc")
     ours_path = tmp / "ours.onnx"
-    quantize_onnx(src, ours_path, preset("x86-vnni", calibration_samples=len(calib), min_sqnr_db=None),
-                  [{"pixel_values": calib[i:i + 16]} for i in range(0, len(calib), 16)])
-    ours = _ort(ours_path, test)
+    quantize_onnx(_export(bc, calib, mnv2["task"], tmp / "bc"), ours_path,
+                  preset("x86-vnni", calibration_samples=len(calib), min_sqnr_db=None), feeds)
+    ours = _logits(ours_path, test)
 
     loose = Tolerance(atol=1e9, min_cosine=0.0)
     d, o = compare(ref, defaults, loose), compare(ref, ours, loose)
@@ -103,6 +117,6 @@ def test_mobilenet_v2_int8_beats_onnxruntime_defaults_and_the_gate_reads_agreeme
     strict = Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.99, min_top5=0.99)
     failed = compare(ref, defaults, strict)
     assert not failed["passed"] and "export.parity.min_agreement" in failed["reason"]
-    assert 0.5 < d["agreement"] < 0.99 and d["cosine"] > 0.9  # measured: 65%, cosine 0.927
+    assert 0.5 < d["agreement"] < 0.99 and d["cosine"] > 0.9  # measured: 62.5%, cosine 0.926
     assert compare(ref, defaults, Tolerance(atol=1e9, min_cosine=0.9, min_agreement=0.5))["passed"]
     assert compare(ref, ref, strict)["passed"]

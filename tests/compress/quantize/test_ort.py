@@ -30,7 +30,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 FORTUNES = Path("/usr/share/games/fortunes/computers")
 # preset -> the model it is tested on (every registered preset needs an entry).
-PRESET_CASES = {"x86": "cnn", "tensorrt": "cnn", "fp16": "cnn", "x86-dynamic": "minilm"}
+PRESET_CASES = {"x86": "cnn", "x86-vnni": "cnn", "tensorrt": "cnn", "fp16": "cnn", "x86-dynamic": "minilm"}
 
 
 def _run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
