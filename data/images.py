@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import io
 import pickle
 from pathlib import Path
@@ -13,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgesmith.data.sources import SOURCES, RawData, SourceSpec, existing_dir, one_line, readonly
+from edgesmith.data.sources import (
+    SOURCES,
+    RawData,
+    SourceSpec,
+    existing_dir,
+    one_line,
+    package_dir,
+    readonly,
+)
 from edgesmith.errors import DataError
 
 if TYPE_CHECKING:
@@ -147,10 +154,7 @@ def _read_pickled_array(path: Path) -> np.ndarray:
 def animal_mnist_dir() -> Path:
     """The installed animal_mnist package's data folder (without importing it:
     its ``__init__`` pulls in TensorFlow)."""
-    spec = importlib.util.find_spec("animal_mnist")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"animal-mnist is not installed: {ANIMAL_FIX}")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
+    return package_dir("animal_mnist", "animal-mnist", ANIMAL_FIX) / "data" / "Animal_MNIST"
 
 
 @functools.lru_cache(maxsize=1)
@@ -205,10 +209,7 @@ def photo_files() -> dict[str, Path]:
     import sklearn.datasets
 
     files = {p.stem: p for p in (Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg")}
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"scikit-image is not installed: {PHOTOS_FIX}")
-    sk = Path(list(spec.submodule_search_locations)[0]) / "data"
+    sk = package_dir("skimage", "scikit-image", PHOTOS_FIX) / "data"
     files.update({p.stem: p for p in sk.iterdir() if p.suffix in (".png", ".jpg")})
     missing = [n for names in PHOTOS.values() for n in names if n not in files]
     if missing:

@@ -130,6 +130,18 @@ def existing_dir(path: str | Path, fix: str) -> Path:
     return p
 
 
+def package_dir(module: str, what: str, fix: str) -> Path:
+    """The folder of installed package ``module``, found without importing it (some
+    packages' ``__init__`` pull in heavy or broken dependencies), or a one-line DataError
+    saying ``what`` is not installed and ``fix``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"{what} is not installed: {fix}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def source_path(cfg: SourceConfig) -> Path:
     """The path a generic source reads (validated to exist)."""
     if not cfg.path:

