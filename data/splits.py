@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 DEFAULT_EVAL_FRACTION = 0.2
 
 
-def build_splits(cfg: DataConfig) -> dict[str, RawData]:
-    """Load ``cfg.sources`` and split them into ``train``, ``calibration``, ``eval``."""
+def build_splits(cfg: DataConfig, held_out: set[str] | None = None) -> dict[str, RawData]:
+    """Load ``cfg.sources`` and split them into ``train``, ``calibration``, ``eval``.
+
+    ``held_out``: texts no split may contain (the probe's train and test snippets,
+    so a recipe may distil on the rest of the probe's source as unlabelled text)."""
     loaded = [(src.name, load_source(src)) for src in cfg.sources]
     named = [(name, raw) for name, parts in loaded for raw in parts.values()]
     keep_labels = _label_policy(named)
@@ -51,8 +54,8 @@ def build_splits(cfg: DataConfig) -> dict[str, RawData]:
         train_pool = _concat([(n, p["train"]) for n, p in loaded], keep_labels)
         test = _concat([(n, p["test"]) for n, p in loaded], keep_labels)
         if test.kind == "text":
-            test = dedup(test)
-            train_pool = dedup(train_pool, exclude=set(test.x))
+            test = dedup(test, exclude=held_out)
+            train_pool = dedup(train_pool, exclude=set(test.x) | (held_out or set()))
         n_eval = _count("eval", sizes.eval, len(test), len(test), "official test examples")
         eval_idx = rng.permutation(len(test))[:n_eval]
         pool, used = train_pool, 0
@@ -60,7 +63,7 @@ def build_splits(cfg: DataConfig) -> dict[str, RawData]:
     else:
         pool = _concat([(n, p[s]) for n, p in loaded for s in p], keep_labels)
         if pool.kind == "text":
-            pool = dedup(pool)
+            pool = dedup(pool, exclude=held_out)
         default_eval = round(DEFAULT_EVAL_FRACTION * len(pool))
         n_eval = _count("eval", sizes.eval, len(pool), default_eval, "pooled examples")
         used = n_eval

@@ -76,9 +76,14 @@ class RunContext:
     # ------------------------------------------------------------------ data
     @cached_property
     def raw(self) -> dict:
-        from edgesmith.data import build_splits
+        from edgesmith.data import build_splits, load_probe
 
-        return build_splits(self.recipe.data)
+        probe = self.recipe.probe
+        held_out = None
+        if probe is not None and any(src.name == probe.source.name for src in self.recipe.data.sources):
+            tr, te = load_probe(probe, self.recipe.seed)  # its snippets never reach distillation or eval
+            held_out = {*tr.x, *te.x}
+        return build_splits(self.recipe.data, held_out=held_out)
 
     @property
     def is_text(self) -> bool:

@@ -164,6 +164,19 @@ def test_load_probe(dh):
     assert other.x != train.x
 
 
+def test_probe_snippets_are_held_out_of_every_split(dh):
+    """A recipe may distil on the probe's source as unlabelled text: the probe's 2,000 + 2,000
+    snippets reach no split, the other 6,603 movie snippets are pooled as usual."""
+    dh.need("vader")
+    movie = SourceConfig("vader", domain=["movie"])
+    train, test = load_probe(ProbeConfig(movie, train=2000, test=2000), seed=0)
+    s = build_splits(DataConfig([movie], SplitsConfig(calibration=128, eval=500)),
+                     held_out={*train.x, *test.x})
+    got = set().union(*(set(v.x) for v in s.values()))
+    assert len(got) == 10603 - 4000 and not got & {*train.x, *test.x}
+    assert {k: len(v) for k, v in s.items()} == {"train": 5975, "calibration": 128, "eval": 500}
+
+
 def test_load_probe_errors(dh, tmp_path):
     with pytest.raises(
         DataError, match="asks for 60 train \\+ 50 test examples but source 'npz' has only 100"
@@ -178,3 +191,17 @@ def test_load_probe_errors(dh, tmp_path):
     txt.write_text("".join(f"{i}\n" for i in range(30)))
     with pytest.raises(DataError, match="has no labels"):
         load_probe(ProbeConfig(SourceConfig("text", path=str(txt)), 10, 10), 0)
+
+
+def test_a_run_distils_on_no_probe_snippet(dh, tmp_path):
+    """The pipeline passes the probe's snippets as held out when a data source is the probe's."""
+    dh.need("vader")
+    from edgesmith.conf.recipe import load_recipe
+    from edgesmith.pipeline.context import RunContext
+
+    recipe = load_recipe("minilm-sentiment", ["data.sources=[{name: vader, domain: [movie]}]",
+                                              "data.splits={train: null, calibration: 64, eval: 200}"])
+    ctx = RunContext(recipe, tmp_path, "cpu")
+    train, test = load_probe(recipe.probe, recipe.seed)
+    pooled = set().union(*(set(v.x) for v in ctx.raw.values()))
+    assert len(pooled) == 10603 - 4000 and not pooled & ({*train.x} | {*test.x})
