@@ -359,7 +359,7 @@ def _vocab_corpus(ctx, cfg: VocabConfig) -> list[str]:
     if cfg.corpus == "sources":
         from edgesmith.data.sources import load_source
 
-        held_out = set(raw["eval"].x)
+        held_out = set(raw["eval"].x) | ctx.probe_texts
         texts = [t for s in ctx.recipe.data.sources for part in load_source(s).values() for t in part.x
                  if t not in held_out]
     else:

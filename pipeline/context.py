@@ -76,14 +76,24 @@ class RunContext:
     # ------------------------------------------------------------------ data
     @cached_property
     def raw(self) -> dict:
-        from edgesmith.data import build_splits, load_probe
+        from edgesmith.data import build_splits
 
-        probe = self.recipe.probe
-        held_out = None
-        if probe is not None and any(src.name == probe.source.name for src in self.recipe.data.sources):
-            tr, te = load_probe(probe, self.recipe.seed)  # its snippets never reach distillation or eval
-            held_out = {*tr.x, *te.x}
-        return build_splits(self.recipe.data, held_out=held_out)
+        return build_splits(self.recipe.data, held_out=self.probe_texts or None)
+
+    @cached_property
+    def probe_raw(self) -> tuple | None:
+        """The probe's (train, test) texts and labels, untokenized; None without a probe."""
+        if self.recipe.probe is None:
+            return None
+        from edgesmith.data import load_probe
+
+        return load_probe(self.recipe.probe, self.recipe.seed)
+
+    @cached_property
+    def probe_texts(self) -> set[str]:
+        """Every probe text (train and test): no data split, distillation or vocabulary sees them,
+        so a recipe may distil on the rest of the probe's source as unlabelled in-domain text."""
+        return {t for part in self.probe_raw or () for t in part.x}
 
     @property
     def is_text(self) -> bool:
@@ -164,12 +174,9 @@ class RunContext:
     # ------------------------------------------------------------ evaluation
     @cached_property
     def probe(self) -> tuple[TensorSet, TensorSet] | None:
-        if self.recipe.probe is None:
+        if self.probe_raw is None:
             return None
-        from edgesmith.data import load_probe
-
-        tr, te = load_probe(self.recipe.probe, self.recipe.seed)
-        return self.task.tensors(tr), self.task.tensors(te)
+        return tuple(self.task.tensors(part) for part in self.probe_raw)
 
     @cached_property
     def retrieval(self) -> tuple[TensorSet, TensorSet] | None:

@@ -192,16 +192,3 @@ def test_load_probe_errors(dh, tmp_path):
     with pytest.raises(DataError, match="has no labels"):
         load_probe(ProbeConfig(SourceConfig("text", path=str(txt)), 10, 10), 0)
 
-
-def test_a_run_distils_on_no_probe_snippet(dh, tmp_path):
-    """The pipeline passes the probe's snippets as held out when a data source is the probe's."""
-    dh.need("vader")
-    from edgesmith.conf.recipe import load_recipe
-    from edgesmith.pipeline.context import RunContext
-
-    recipe = load_recipe("minilm-sentiment", ["data.sources=[{name: vader, domain: [movie]}]",
-                                              "data.splits={train: null, calibration: 64, eval: 200}"])
-    ctx = RunContext(recipe, tmp_path, "cpu")
-    train, test = load_probe(recipe.probe, recipe.seed)
-    pooled = set().union(*(set(v.x) for v in ctx.raw.values()))
-    assert len(pooled) == 10603 - 4000 and not pooled & ({*train.x} | {*test.x})

@@ -140,3 +140,21 @@ def test_stages_that_run_the_teacher_must_come_first(teacher_dir):
         load_recipe(_recipe(teacher_dir, [distill, lowrank, {**vocab, "corpus": "probe"}]))
     # a disabled stage takes no part in the order rules: the teacher-running stage after it is fine
     assert load_recipe(_recipe(teacher_dir, [distill, {**vocab, "enabled": False}, lowrank, quantize]))
+
+
+def test_probe_snippets_reach_no_split_and_no_vocabulary(teacher_dir, tmp_path):
+    """A recipe that distils on the probe's own source (VADER movie snippets, 10,603 distinct)
+    as unlabelled text: the probe's 2,000 + 2,000 snippets reach no data split and no
+    ``corpus: sources`` vocabulary; the other 6,603 are pooled."""
+    from edgesmith.compress.vocab import VocabConfig, _vocab_corpus
+    from edgesmith.pipeline.context import RunContext
+
+    recipe = load_recipe("minilm-sentiment", ["data.sources=[{name: vader, domain: [movie]}]",
+                                              "data.splits={train: null, calibration: 64, eval: 200}"])
+    ctx = RunContext(recipe, tmp_path, "cpu")
+    probe = {t for part in ctx.probe_raw for t in part.x}
+    assert len(probe) == 4000 and ctx.probe_texts == probe
+    pooled = set().union(*(set(v.x) for v in ctx.raw.values()))
+    assert len(pooled) == 10603 - 4000 and not pooled & probe
+    corpus = _vocab_corpus(ctx, VocabConfig(corpus="sources"))
+    assert len(set(corpus)) == 10603 - 4000 - 200 and not set(corpus) & probe
