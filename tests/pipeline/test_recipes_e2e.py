@@ -139,10 +139,10 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     _check_summary_shape(s)
     assert [x["kind"] for x in s["stages"]] == ["distill", "prune", "lowrank", "vocab", "quantize"]
     student, pruned, factorized, cut = (x["params"] for x in s["stages"][:4])
-    # 3 layers x half of 1536 FFN neurons x (384 in + 384 out + 1 bias); then 30522 x 384 -> 30522 x 128 + 128 x 384
-    assert student - pruned == 3 * 768 * (384 + 384 + 1), (student, pruned)
+    # 4 layers x 60% of 1536 FFN neurons (922) x (384 in + 384 out + 1 bias); then 30522 x 384 -> 30522 x 128 + 128 x 384
+    assert student - pruned == 4 * 922 * (384 + 384 + 1), (student, pruned)
     assert pruned - factorized == 30522 * 384 - (30522 * 128 + 128 * 384), (pruned, factorized)
-    # the vocabulary of data.sources (eval split held out, min_count 2): rank-128 rows dropped, probe never used
+    # the vocabulary of data.sources (eval split held out, min_count 1): rank-128 rows dropped, probe never used
     vocab = json.loads((tmp_path / "run" / "04-vocab" / "stage.json").read_text())
     assert factorized - cut == (30522 - vocab["vocab_after"]) * 128 and vocab["corpus"] == "sources", vocab
     assert vocab["corpus_max_abs_diff"] <= 1e-6 and vocab["oov"]["probe"]["dropped_token_rate"] < 0.05, vocab
