@@ -69,7 +69,8 @@ class QuantConfig(Config):
             transformers ``[MatMul]``: a float bias Add follows every MatMul, so quantizing
             its output only adds noise (MiniLM, MatMul int8: output SQNR 8.2 -> 15.7 dB).
         table_bits: Bits of each embedding table (a Gather of a constant table), onnxruntime
-            only: 8 (the int8 modes' default) or 4 (onnxruntime's GatherBlockQuantized: 4-bit
+            only: 8 (the int8 modes' default) or 4 (tables of at least 1,024 rows, a BERT's token
+            table, as onnxruntime's GatherBlockQuantized; smaller ones stay int8: 4-bit
             symmetric blocks of ``table_block`` values along the embedding with one fp32 scale a
             block: 0.625 bytes a value at 32). MiniLM-L6 with only its token table in 4 bits: cosine to
             fp32 0.996 on fortunes, while 4-bit MatMul weights (MatMulNBits, same blocks) drop it to 0.963;
