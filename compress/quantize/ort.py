@@ -208,8 +208,7 @@ def _static(src: Path, tmp: Path, config: QuantConfig, batches: list[dict], larg
             "the recipe's calibration split); pass calibration batches or use precision int8-dynamic")
     pre, how = _preprocess(src, tmp, large, symbolic=True)
     _drop_weight_shapes(pre)
-    graph = onnx.load(str(pre), load_external_data=False).graph
-    exclude = _excluded(graph, config) + (_big_tables(graph) if config.table_bits == 4 else [])
+    exclude = _excluded(onnx.load(str(pre), load_external_data=False).graph, config)
     op_types = _check_op_types(config, q.registry.QDQRegistry)
     cache = _calibrate(pre, tmp, config, op_types, batches, large)
     with _quiet():
@@ -310,7 +309,7 @@ def _dynamic(src: Path, tmp: Path, config: QuantConfig, batches: list[dict], lar
     _drop_weight_shapes(pre)
     graph = onnx.load(str(pre), load_external_data=False).graph
     # The dynamic pass first rewrites each Gemm into MatMul ("<name>_MatMul") + Add.
-    exclude = _excluded(graph, config) + (_big_tables(graph) if config.table_bits == 4 else [])
+    exclude = _excluded(graph, config)
     gemms = {n.name for n in graph.node if n.op_type == "Gemm"}
     exclude += [f"{n}_MatMul" for n in exclude if n in gemms]
     op_types = _check_op_types(config, {*q.registry.IntegerOpsRegistry, "Gemm"})
@@ -453,12 +452,15 @@ def _drop_weight_shapes(pre: Path) -> None:
 
 
 def _excluded(graph: Any, config: QuantConfig) -> list[str]:
-    """Names of the nodes kept in float: ``exclude_nodes``, and every node that
-    ``include_nodes`` (when given) does not match."""
+    """Names of the nodes the main pass leaves alone: ``exclude_nodes``, every node that
+    ``include_nodes`` (when given) does not match, and with ``table_bits`` 4 the large tables,
+    which :func:`_four_bit_tables` quantizes after it."""
     exclude = _match_nodes(graph, config.exclude_nodes)
     if config.include_nodes is not None:
         chosen = set(_match_nodes(graph, config.include_nodes, "include_nodes"))
         exclude += [n.name for n in graph.node if n.name and n.name not in chosen and n.name not in exclude]
+    if config.table_bits == 4:
+        exclude += [n for n in _big_tables(graph) if n not in exclude]
     return exclude
 
 

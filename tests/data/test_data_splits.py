@@ -191,4 +191,3 @@ def test_load_probe_errors(dh, tmp_path):
     txt.write_text("".join(f"{i}\n" for i in range(30)))
     with pytest.raises(DataError, match="has no labels"):
         load_probe(ProbeConfig(SourceConfig("text", path=str(txt)), 10, 10), 0)
-
