@@ -61,6 +61,10 @@ class PruneConfig(StageConfig):
     method: Literal["unstructured", "structured"] = "unstructured"
     sparsity: float = field(default=0.5, metadata=between(0, 1, hi_open=True))
     scope: Literal["global", "layer"] = "layer"
+    # structured transformers: how FFN neurons are ranked (magnitude: L1 of their weights; activation:
+    # their output's spread on `calibration_samples` train texts, then the kept ones refitted by least squares)
+    criterion: Literal["magnitude", "activation"] = "magnitude"
+    calibration_samples: int = field(default=512, metadata=at_least(1))
     pattern: Literal["none", "2:4"] = "none"
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
@@ -89,6 +93,9 @@ class PruneConfig(StageConfig):
             if self.method == "unstructured" and self.auto.budget == "flops":
                 raise RecipeError("auto.budget", "unstructured sparsity saves no dense FLOPs; use budget: params "
                                                  "or method: structured")
+        if self.criterion != "magnitude" and self.method != "structured":
+            raise RecipeError("criterion", f"'{self.criterion}' ranks structured units (FFN neurons); set "
+                                           "method: structured or criterion: magnitude")
         if self.pattern == "2:4":
             if self.method != "unstructured":
                 raise RecipeError("pattern", "'2:4' is a pattern of unstructured sparsity; set method: unstructured")

@@ -7,7 +7,12 @@
 - BERT-style encoders (``encoder.layer[i]`` with ``attention``, ``intermediate``
   and ``output``): whole attention heads (Hugging Face ``prune_heads``) and FFN
   neurons (rows of ``intermediate.dense``, columns of ``output.dense``) ranked by
-  L1 norm.
+  L1 norm, or (``criterion: activation``) by what each neuron adds to the layer's
+  output on the stage's own texts: the standard deviation of its activation times
+  the L2 norm of its ``output.dense`` column. With that criterion the kept columns
+  and the bias of ``output.dense`` are then refitted by least squares to the full
+  layer's output on the same tokens (damped normal equations), so the kept
+  neurons stand in for the removed ones as far as a linear map can.
 
 The shapes that change are recorded (:func:`structure_diff`) so that a resumed
 run can rebuild the model before loading its weights (:func:`apply_structure`).
@@ -43,10 +48,13 @@ def prune_structured(model: nn.Module, config, task: Task, train: TensorSet,
         raise RecipeError("auto", "auto mode prunes Conv2d / Linear channels; transformer heads and FFN neurons "
                                   "take one sparsity")
     if layers is None:
+        if config.criterion != "magnitude":
+            raise RecipeError("criterion", f"'{config.criterion}' ranks the FFN neurons of a transformer; CNN "
+                                           "channels are ranked by L1 magnitude (criterion: magnitude)")
         per_layer, history = _prune_channels(model, config, task, train, recovery, device, ratios)
         extra: dict[str, Any] = {}
     else:
-        per_layer, history, heads = _prune_transformer(model, layers, config, recovery)
+        per_layer, history, heads = _prune_transformer(model, layers, config, recovery, task, train, device)
         extra = {"pruned_heads": heads} if heads else {}
         if any(r["ffn_after"] != r["ffn_before"] for r in per_layer):
             extra["note"] = FFN_NOTE
@@ -142,7 +150,7 @@ def _choose(scores: dict[int, torch.Tensor], initial: dict[int, int], ratio: flo
     return {i: [j for j in range(len(s)) if j not in keep[i]] for i, s in scores.items()}
 
 
-def _prune_transformer(model, layers, config, recovery):
+def _prune_transformer(model, layers, config, recovery, task, train, device):
     default = [type(layers[0].attention).__name__, type(layers[0].intermediate).__name__]
     chosen = {id(m) for _, m in select(model, config.selection, default)}
     att = {i: lay.attention for i, lay in enumerate(layers) if id(lay.attention) in chosen}
@@ -162,9 +170,17 @@ def _prune_transformer(model, layers, config, recovery):
                 alive = sorted(set(range(heads0[i])) - att[i].pruned_heads)
                 att[i].prune_heads([alive[j] for j in idx])
         if ffn:
-            remove = _choose({i: _ffn_scores(lay) for i, lay in ffn.items()}, {i: ffn0[i] for i in ffn}, target, config.scope)
+            stats = None
+            if config.criterion == "activation":
+                stats = _ffn_activation_stats(model, ffn, task, train, config.calibration_samples, device)
+                scores = {i: stats[i][1].float() * ffn[i].output.dense.weight.detach().norm(dim=0) for i in ffn}
+            else:
+                scores = {i: _ffn_scores(lay) for i, lay in ffn.items()}
+            remove = _choose(scores, {i: ffn0[i] for i in ffn}, target, config.scope)
             for i, idx in remove.items():
                 keep = torch.tensor(sorted(set(range(ffn[i].intermediate.dense.out_features)) - set(idx)))
+                if stats is not None and idx:
+                    _refit(ffn[i].output.dense, keep, stats[i][0], stats[i][2])
                 ffn[i].intermediate.dense = _slice_linear(ffn[i].intermediate.dense, keep, 0)
                 ffn[i].output.dense = _slice_linear(ffn[i].output.dense, keep, 1)
         rec = recovery(model, step if len(steps) > 1 else None) if recovery is not None else None
@@ -189,6 +205,68 @@ def _head_scores(att: nn.Module) -> torch.Tensor:
 def _ffn_scores(layer: nn.Module) -> torch.Tensor:
     """L1 norm per FFN neuron: its ``intermediate.dense`` row plus its ``output.dense`` column."""
     return layer.intermediate.dense.weight.detach().abs().sum(1) + layer.output.dense.weight.detach().abs().sum(0)
+
+
+@torch.no_grad()
+def _ffn_activation_stats(model, ffn, task, train, samples, device):
+    """Per FFN layer, the mean, standard deviation and second-moment matrix of the
+    neurons' activations (the input of ``output.dense``) over the real tokens of
+    the first ``samples`` texts (float64)."""
+    sums: dict[int, list] = {}
+    mask: list[torch.Tensor] = []
+
+    def hook(i):
+        def record(mod, args):
+            a = args[0].detach().double()
+            a = a.reshape(-1, a.shape[-1])[mask[0].reshape(-1).bool()] if a.dim() == 3 and mask else a
+            f = a.shape[-1]
+            s = sums.setdefault(i, [a.new_zeros(f), a.new_zeros(f, f), 0])
+            s[0] += a.sum(0)
+            s[1] += a.T @ a
+            s[2] += a.shape[0]
+        return record
+
+    hooks = [lay.output.dense.register_forward_pre_hook(hook(i)) for i, lay in ffn.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in train.take(slice(0, samples)).batches(64):
+            inputs = tuple(t.to(device) for t in task.prepare(batch.inputs))
+            mask[:] = [inputs[1]] if len(inputs) > 1 else []
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    if not sums:
+        raise StageError("prune: criterion 'activation' saw no FFN activations; the train split is empty")
+    out = {}
+    for i, (s1, s2, n) in sums.items():
+        mean, second = s1 / max(n, 1), s2 / max(n, 1)
+        out[i] = (mean, (second.diagonal() - mean * mean).clamp_min(0).sqrt(), second)
+    return out
+
+
+@torch.no_grad()
+def _refit(dense: nn.Linear, keep: torch.Tensor, mean: torch.Tensor, second: torch.Tensor,
+           damp: float = 0.01) -> None:
+    """Refit ``dense``'s ``keep`` columns and its bias so that, on the tokens the
+    moments came from, they reproduce the full layer's output in least squares:
+    ``[W_K b] = [W b] G[:, K1] (G[K1, K1] + damp * mean(diag) I)^-1`` with ``G`` the
+    second moments of the activations extended by a constant 1 and ``K1 = keep + [1]``."""
+    f = second.shape[0]
+    g = second.new_empty(f + 1, f + 1)
+    g[:f, :f], g[:f, f], g[f, :f], g[f, f] = second, mean, mean, 1.0
+    k = torch.cat([keep.to(g.device), torch.tensor([f], device=g.device)])
+    bias = dense.bias.detach() if dense.bias is not None else dense.weight.new_zeros(dense.out_features)
+    w = torch.cat([dense.weight.detach().to(g), bias.to(g)[:, None]], 1)
+    gkk = g[k][:, k]
+    gkk += damp * gkk.diagonal().mean() * torch.eye(len(k), dtype=g.dtype, device=g.device)
+    sol = torch.linalg.solve(gkk, (w @ g[:, k]).T).T
+    dense.weight.data[:, keep.to(dense.weight.device)] = sol[:, :-1].to(dense.weight)
+    if dense.bias is None:
+        dense.bias = nn.Parameter(dense.weight.new_zeros(dense.out_features))
+    dense.bias.data.copy_(sol[:, -1].to(dense.bias))
 
 
 def _slice_linear(layer: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
