@@ -42,6 +42,8 @@ class DistillConfig(StageConfig):
     hidden_weight: float = field(default=1.0, metadata=at_least(0))
     mse_weight: float = field(default=1.0, metadata=at_least(0))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    # training forward passes in fp32, bf16 autocast, or auto (bf16 where the hardware has it natively)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     # stronger objectives for sentence encoders (compress/objectives.py), off by default
     contrastive_weight: float = field(default=0.0, metadata=at_least(0))
     contrastive_temperature: float = field(default=0.05, metadata=at_least(0, open_=True))
@@ -171,7 +173,7 @@ def distill(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         weight_decay=config.weight_decay, schedule=config.schedule, patience=config.patience,
         validate=validate, checkpoint_dir=checkpoint_dir, device=device, seed=seed,
-        desc=config.name or "distill",
+        desc=config.name or "distill", precision=config.precision,
     )
     return student, result
 

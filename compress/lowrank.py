@@ -4,7 +4,11 @@
 - ``Conv2d(in, out, k)`` -> ``Sequential(Conv2d(in, r, k, bias=False), Conv2d(r, out, 1))``
   (channel SVD of the ``out x (in*k*k)`` weight; same stride, padding, dilation)
 - ``Embedding(vocab, d)`` -> ``Sequential(Embedding(vocab, r), Linear(r, d, bias=False))``
-  (ALBERT style; only with ``include_embeddings``)
+  (ALBERT style; only with ``include_embeddings``). With ``embedding_weighting:
+  frequency`` the rank-``r`` basis is fitted to the rows the training texts use, each
+  weighted by ``sqrt(count + 1)`` (the SVD of the weighted table: its error is the
+  one a token stream sees), and every row is then projected onto it; ``uniform``
+  treats all rows alike (the plain SVD of the table).
 
 The rank comes from ``rank`` (the same for every layer), ``energy`` (the fraction
 of squared singular values kept) or ``ratio`` (the parameters kept per layer).
@@ -56,6 +60,7 @@ class LowRankConfig(StageConfig):
     exclude: list[str] = field(default_factory=list)
     op_types: list[str] = field(default_factory=list)
     include_embeddings: bool = False
+    embedding_weighting: Literal["uniform", "frequency"] = "uniform"
     epochs: int = field(default=1, metadata=at_least(0))
     lr: float = field(default=1e-3, metadata=at_least(0, open_=True))
     batch_size: int = field(default=64, metadata=at_least(1))
@@ -64,6 +69,8 @@ class LowRankConfig(StageConfig):
     # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
     augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    # training forward passes in fp32, bf16 autocast, or auto (bf16 where the hardware has it natively)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     auto: AutoConfig | None = None
 
     def validate(self) -> None:
@@ -123,7 +130,10 @@ def factorize(
     for name, m in select(out, config.selection, config.default_types):
         if auto is not None and name not in auto["ranks"]:
             continue
-        entry = _factorize_layer(out, name, m, config, None if auto is None else auto["ranks"][name])
+        rows = None
+        if isinstance(m, nn.Embedding) and config.embedding_weighting == "frequency":
+            rows = _token_weights(m, train, name)
+        entry = _factorize_layer(out, name, m, config, None if auto is None else auto["ranks"][name], rows)
         (done if "rank" in entry else skipped).append(entry)
     rec = None
     if config.epochs > 0 and train is not None and done:
@@ -172,20 +182,39 @@ def _choose_rank(config: LowRankConfig, s: torch.Tensor, rows: int, cols: int, n
     return max(1, min(max_rank, int(config.ratio * rows * cols / (rows + cols))))
 
 
+def _token_weights(m: nn.Embedding, train: TensorSet | None, name: str) -> torch.Tensor:
+    """``sqrt(count + 1)`` per row of ``m``: how often the training texts use each token."""
+    if train is None or not len(train) or train.inputs[0].is_floating_point():
+        raise RecipeError("embedding_weighting", f"'frequency' counts the token ids of the training texts; '{name}' "
+                                                 "gets none (use embedding_weighting: uniform)")
+    ids = train.inputs[0]
+    if len(train.inputs) > 1:
+        ids = ids[train.inputs[1].bool()]
+    counts = torch.bincount(ids.reshape(-1).long(), minlength=m.num_embeddings)[: m.num_embeddings]
+    return (counts.double() + 1).sqrt()
+
+
 def _factorize_layer(model: nn.Module, name: str, m: nn.Module, config: LowRankConfig,
-                     rank: int | None = None) -> dict[str, Any]:
+                     rank: int | None = None, row_weights: torch.Tensor | None = None) -> dict[str, Any]:
     if isinstance(m, nn.Conv2d) and m.groups != 1:
         return {"name": name, "reason": f"grouped convolution (groups={m.groups})"}
     if not isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
         raise RecipeError("op_types", f"cannot factorize '{name}', a {type(m).__name__}; supported: Linear, Conv2d, Embedding")
     w = _matrix(m)
     rows, cols = w.shape
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    if row_weights is None:
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    else:  # the basis of the weighted rows; the rank (energy, ratio) is chosen on their spectrum too
+        _, s, vh = torch.linalg.svd(w.double() * row_weights[:, None], full_matrices=False)
+        s, vh = s.float(), vh.float()
     r = rank if rank is not None else _choose_rank(config, s, rows, cols, name)
     dense, factored = rows * cols, r * (rows + cols)
     if factored >= dense:
         return {"name": name, "reason": f"rank {r} would keep {factored} weights, dense has {dense}: no saving"}
-    a, b = u[:, :r] * s[:r].sqrt(), s[:r].sqrt()[:, None] * vh[:r]  # w ~= a @ b
+    if row_weights is None:
+        a, b = u[:, :r] * s[:r].sqrt(), s[:r].sqrt()[:, None] * vh[:r]  # w ~= a @ b
+    else:
+        a, b = w @ vh[:r].T, vh[:r]  # every row projected onto the weighted basis
     new = _factored_shell(m, r)
     with torch.no_grad():
         first, second = new[0], new[1]

