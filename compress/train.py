@@ -144,6 +144,8 @@ def fit(
     t0, seen = time.perf_counter(), 0
     unit = "texts" if task.kind == "embedding" else "samples"  # the bar's ETA column gives the time left
     with progress_bar() as bar:
+        if result.precision == "bf16":
+            desc = f"{desc} (bf16)"
         job = bar.add_task(desc, total=steps_per_epoch * epochs)
         for epoch in range(epochs):
             running, n = 0.0, 0
