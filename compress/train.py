@@ -40,9 +40,6 @@ class FitResult:
     precision: str = "fp32"  # what the forward passes ran in: fp32, or bf16 autocast
 
 
-PRECISIONS = ("fp32", "bf16", "auto")
-
-
 def resolve_precision(precision: str, device: str = "cpu") -> str:
     """``auto`` -> ``bf16`` where the hardware multiplies bfloat16 natively (a CUDA GPU
     that supports it; a CPU with AMX or AVX512-BF16, where oneDNN's bf16 matmuls run
