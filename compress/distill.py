@@ -20,7 +20,7 @@ from torch import nn
 from edgesmith.compress.objectives import attention_kd_loss, contrastive_kd_loss
 from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.compress.targets import teacher_outputs
-from edgesmith.compress.train import FitResult, augment_images, fit
+from edgesmith.compress.train import FitResult, Precision, augment_images, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.models.tasks import Task, TensorSet
@@ -42,8 +42,7 @@ class DistillConfig(StageConfig):
     hidden_weight: float = field(default=1.0, metadata=at_least(0))
     mse_weight: float = field(default=1.0, metadata=at_least(0))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
-    # training forward passes in fp32, bf16 autocast, or auto (bf16 where the hardware has it natively)
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Precision = "fp32"  # compress.train.Precision
     # stronger objectives for sentence encoders (compress/objectives.py), off by default
     contrastive_weight: float = field(default=0.0, metadata=at_least(0))
     contrastive_temperature: float = field(default=0.05, metadata=at_least(0, open_=True))

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -38,6 +39,11 @@ class FitResult:
     seconds: float = 0.0
     samples_per_s: float = 0.0  # training examples (texts, images) per second, validation included
     precision: str = "fp32"  # what the forward passes ran in: fp32, or bf16 autocast
+
+
+# the training stages' ``precision`` key: the forward passes in fp32, under bf16 autocast, or auto
+# (bf16 where the hardware has it natively)
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 def resolve_precision(precision: str, device: str = "cpu") -> str:
