@@ -20,14 +20,14 @@ from torch import nn
 from edgesmith.compress.objectives import attention_kd_loss, contrastive_kd_loss
 from edgesmith.compress.stage import in_stage, register_stage
 from edgesmith.compress.targets import teacher_outputs
-from edgesmith.compress.train import FitResult, Precision, augment_images, fit
+from edgesmith.compress.train import FitResult, TrainingKeys, augment_images, fit
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.models.tasks import Task, TensorSet
 
 
 @dataclass
-class DistillConfig(StageConfig):
+class DistillConfig(StageConfig, TrainingKeys):
     kind = "distill"
     loss: Literal["auto", "logit", "embedding", "hidden"] = "auto"
     epochs: int = field(default=3, metadata=at_least(0))  # 0: keep the student as built (a static table)
@@ -42,7 +42,6 @@ class DistillConfig(StageConfig):
     hidden_weight: float = field(default=1.0, metadata=at_least(0))
     mse_weight: float = field(default=1.0, metadata=at_least(0))
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
-    precision: Precision = "fp32"  # compress.train.Precision
     # stronger objectives for sentence encoders (compress/objectives.py), off by default
     contrastive_weight: float = field(default=0.0, metadata=at_least(0))
     contrastive_temperature: float = field(default=0.05, metadata=at_least(0, open_=True))
@@ -189,4 +188,4 @@ def run_distill_stage(ctx, cfg: DistillConfig, model, stage_dir):
     (stage_dir / "best.safetensors").unlink(missing_ok=True)
     return student, {"fit": {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
                              "best_val": fit.best_score, "history": fit.history,
-                             "samples_per_s": round(fit.samples_per_s, 1)}}
+                             "samples_per_s": round(fit.samples_per_s, 1), "precision": fit.precision}}

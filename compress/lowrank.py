@@ -38,7 +38,7 @@ from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
 from edgesmith.compress.stage import in_stage, register_stage
-from edgesmith.compress.train import Precision
+from edgesmith.compress.train import TrainingKeys
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -48,7 +48,7 @@ __all__ = ["LowRankConfig", "factorize", "rebuild_factorized"]
 
 
 @dataclass
-class LowRankConfig(StageConfig):
+class LowRankConfig(StageConfig, TrainingKeys):
     """Low-rank factorization settings: exactly one of ``rank``, ``energy``, ``ratio``,
     or ``auto`` (:mod:`edgesmith.compress.auto`): a rank per layer chosen from a
     sensitivity table under a global parameter or FLOP budget."""
@@ -70,7 +70,6 @@ class LowRankConfig(StageConfig):
     # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
     augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
-    precision: Precision = "fp32"  # compress.train.Precision
     auto: AutoConfig | None = None
 
     def validate(self) -> None:

@@ -29,7 +29,7 @@ from edgesmith.compress.auto import AutoConfig
 from edgesmith.compress.recovery import KDRecovery, cubic_schedule, model_sizes
 from edgesmith.compress.selection import LayerSelection, select
 from edgesmith.compress.stage import in_stage, register_stage
-from edgesmith.compress.train import Precision
+from edgesmith.compress.train import TrainingKeys
 from edgesmith.conf.base import RecipeError, at_least, between
 from edgesmith.conf.stage import StageConfig
 from edgesmith.errors import StageError
@@ -48,7 +48,7 @@ TWO_FOUR_NOTE = (
 
 
 @dataclass
-class PruneConfig(StageConfig):
+class PruneConfig(StageConfig, TrainingKeys):
     """Magnitude pruning settings.
 
     ``sparsity`` is the fraction of weights (unstructured) or of channels, heads
@@ -80,7 +80,6 @@ class PruneConfig(StageConfig):
     # classifiers: KD recovery on augmented batches, the reference run on them (as distill's)
     augment: list[Literal["hflip", "shift"]] = field(default_factory=list)
     val_fraction: float = field(default=0.05, metadata=between(0, 0.5))
-    precision: Precision = "fp32"  # compress.train.Precision
     auto: AutoConfig | None = None
 
     def validate(self) -> None:

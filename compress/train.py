@@ -46,6 +46,14 @@ class FitResult:
 Precision = Literal["fp32", "bf16", "auto"]
 
 
+@dataclass
+class TrainingKeys:
+    """The keys every stage that trains (``distill``, ``prune``, ``lowrank``) passes to :func:`fit`
+    beside its own: ``precision`` (:data:`Precision`)."""
+
+    precision: Precision = "fp32"
+
+
 def resolve_precision(precision: str, device: str = "cpu") -> str:
     """``auto`` -> ``bf16`` where the hardware multiplies bfloat16 natively (a CUDA GPU
     that supports it; a CPU with AMX or AVX512-BF16, where oneDNN's bf16 matmuls run
