@@ -132,7 +132,7 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
         # the recipe distils once, in its lowrank stage (distill and prune epochs 0); on 300 texts this
         # test distils first and recovers after each cut at the gentle lr the mechanics were pinned with
         "probe.train=300", "probe.test=300", "stages.distill.epochs=2", "stages.prune.epochs=1",
-        "stages.prune.lr=2e-4", "stages.lowrank.epochs=1", "stages.lowrank.lr=2e-4",
+        "stages.prune.lr=2e-4", "stages.lowrank.epochs=1", "stages.lowrank.lr=2e-4", "stages.lowrank.batch_size=32",
         "benchmark.runtimes=[onnxruntime,litert,executorch]",
         "benchmark.eval_samples=100", *QUICK_BENCH,
     ])
