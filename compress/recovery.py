@@ -102,4 +102,5 @@ class KDRecovery:
                   device=self.device, seed=self.seed + (step or 0), desc=desc,
                   precision=getattr(c, "precision", "fp32"))
         return {"step": step, "epochs_run": res.epochs_run, "best_val": res.best_score,
-                "seconds": round(res.seconds, 2), "precision": res.precision}
+                "seconds": round(res.seconds, 2), "samples_per_s": round(res.samples_per_s, 1),
+                "precision": res.precision}

@@ -103,3 +103,24 @@ def test_the_search_studies_fit_their_shipped_recipes(name):
         assert [s["epochs"] for s in base["stages"] if s["kind"] == "lowrank"] == [1]
     else:
         assert base["data"] == load_recipe(_raw(name)).to_dict()["data"] and r.search.shipped
+
+
+def test_the_lowrank_distillation_curve_fits_the_default_recipe(tmp_path: Path):
+    """``distill_curve --stage lowrank``: every point loads against the shipped default (every key
+    path and value checked), no two points train alike, every point keeps all of the recipe's
+    stages without export, and its ``b64-4ep`` point is the recipe's own distillation."""
+    proc = subprocess.run([sys.executable, "-m", "edgesmith.benchmarks.studies.distill_curve", "--stage", "lowrank",
+                           "--recipe", "minilm-sentiment", "--out", str(tmp_path), "--plan"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)
+    shipped = load_recipe("minilm-sentiment").to_dict()
+
+    def lowrank(r: dict) -> dict:
+        return next(s for s in r["stages"] if s["kind"] == "lowrank")
+
+    assert len(points) == 4 and lowrank(points["b64-4ep"]) == lowrank(shipped)
+    assert len({json.dumps(lowrank(r), sort_keys=True) for r in points.values()}) == len(points)
+    for r in points.values():
+        assert [s["kind"] for s in r["stages"]] == [s["kind"] for s in shipped["stages"]] and r["export"]["formats"] == []
+        assert r["data"] == shipped["data"]
