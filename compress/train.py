@@ -147,7 +147,8 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     # the fused kernel: one pass over each tensor instead of a dozen. On 2 Xeon cores, for a 4-layer
     # MiniLM student with its full token table (19 M parameters), the step takes 13 ms instead of 77 ms
-    # (forward and backward of 32 texts: 100 ms); the default recipe's distillation 1.11x faster
+    # (forward and backward of 32 texts: 100 ms); the default recipe's student trains 1.28x faster at
+    # batch 32, 1.15x at 64 (same process, alternating)
     fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
     steps_per_epoch = math.ceil(len(train) / batch_size)
