@@ -8,6 +8,8 @@ those outputs by a hash of the teacher's weights and of the exact model inputs
 resumed run reads them instead of running the teacher again, and a run
 interrupted half-way keeps the shards it finished. A change of teacher weights,
 tokenizer, texts or ``max_length`` changes the key, so stale targets are never read.
+Repeated rows (a source with ``repeat: N``) are run once: the key and the shards
+are those of the distinct rows, so weighting a source up reuses its targets.
 
 Example:
     >>> out = teacher_outputs(teacher, task, train, cache_dir=cache_root() / "targets")  # doctest: +SKIP
@@ -72,6 +74,9 @@ def teacher_outputs(teacher: nn.Module, task: Task, data: TensorSet, *, device: 
     Returns:
         The outputs on the CPU, one row per example of ``data``.
     """
+    distinct, inverse = _distinct(data)
+    if inverse is not None:
+        return teacher_outputs(teacher, task, distinct, device=device, cache_dir=cache_dir, stats=stats)[inverse]
     if cache_dir is None or not len(data):
         return task.predict(teacher, data, device=device)
     folder = Path(cache_dir) / targets_key(teacher, task, data)
@@ -94,6 +99,22 @@ def teacher_outputs(teacher: nn.Module, task: Task, data: TensorSet, *, device: 
     if hits:
         log(f"  [dim]teacher targets: {hits} of {len(parts)} shard(s) from cache {folder}[/dim]")
     return torch.cat(parts)
+
+
+def _distinct(data: TensorSet) -> tuple[TensorSet, torch.Tensor | None]:
+    """The distinct rows of ``data`` (the first of each, in order) and each row's index
+    among them; ``(data, None)`` when every row is distinct."""
+    flat = [t.detach().cpu().reshape(len(data), -1).contiguous().numpy() for t in data.inputs]
+    index: dict[bytes, int] = {}  # a row's bytes -> its index among the distinct rows
+    rows, inverse = [], []  # the distinct rows' positions in data; each row's index among them
+    for i in range(len(data)):
+        j = index.setdefault(b"".join(f[i].tobytes() for f in flat), len(rows))
+        if j == len(rows):
+            rows.append(i)
+        inverse.append(j)
+    if len(rows) == len(data):
+        return data, None
+    return data.take(torch.tensor(rows)), torch.tensor(inverse)
 
 
 def _read(path: Path, rows: int) -> torch.Tensor | None:

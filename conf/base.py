@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 
 from edgesmith.errors import RecipeError
 
-__all__ = ["Config", "between", "at_least", "dataclass", "field", "RecipeError"]
+__all__ = ["Config", "between", "at_least", "LATER", "dataclass", "field", "RecipeError"]
 
 
 def between(lo: float, hi: float, hi_open: bool = False, lo_open: bool = False) -> dict:
@@ -31,6 +31,11 @@ def between(lo: float, hi: float, hi_open: bool = False, lo_open: bool = False) 
 
 def at_least(lo: float, open_: bool = False) -> dict:
     return {"range": (lo, None, open_, False)}
+
+
+# field metadata of a key added after runs existed: :meth:`Config.to_dict` leaves it out while it
+# holds its default, so adding it changed no finished run's content key (``{**between(...), **LATER}``)
+LATER = {"omit_default": True}
 
 
 def _type_name(tp: Any) -> str:
@@ -218,7 +223,10 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
-            out[f.name] = _to_plain(getattr(self, f.name))
+            v = getattr(self, f.name)
+            if f.metadata.get("omit_default") and v == f.default:
+                continue
+            out[f.name] = _to_plain(v)
         return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from edgesmith.conf import yaml_safe
 from edgesmith.conf.archs import check_arch, check_name
-from edgesmith.conf.base import Config, RecipeError, at_least, between
+from edgesmith.conf.base import LATER, Config, RecipeError, at_least, between
 from edgesmith.conf.search import SearchConfig
 from edgesmith.errors import UserError
 
@@ -34,6 +34,9 @@ class SourceConfig(Config):
     label_field: str | None = "label"
     image_size: int | None = field(default=None, metadata=at_least(1))
     grayscale: bool = False
+    # the train split holds each of this source's examples this many times (a domain weighted up,
+    # such as the task's own unlabelled text in a large corpus); eval and calibration hold each once
+    repeat: int = field(default=1, metadata={**at_least(1), **LATER})
 
     def validate(self) -> None:
         from edgesmith.data.sources import SOURCES

@@ -49,6 +49,9 @@ class RawData:
     x: np.ndarray | list[str]
     y: np.ndarray | None = None
     classes: list[str] | None = None
+    # rows added by a source's ``repeat`` come last: copy_of[j] is the row that the j-th of them
+    # copies (so a hold-out can leave every copy of a held-out row out); None when nothing repeats
+    copy_of: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "text"):

