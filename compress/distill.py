@@ -171,7 +171,7 @@ def distill(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         weight_decay=config.weight_decay, schedule=config.schedule, patience=config.patience,
         validate=validate, checkpoint_dir=checkpoint_dir, device=device, seed=seed,
-        desc=config.name or "distill", precision=config.precision,
+        desc=config.name or "distill", precision=config.precision, dropout=config.dropout,
     )
     return student, result
 

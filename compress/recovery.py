@@ -100,7 +100,7 @@ class KDRecovery:
         res = fit(model, self.task, self.train, self.loss, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
                   schedule="cosine", validate=self.score if self.val is not None else None,
                   device=self.device, seed=self.seed + (step or 0), desc=desc,
-                  precision=getattr(c, "precision", "fp32"))
+                  precision=getattr(c, "precision", "fp32"), dropout=getattr(c, "dropout", None))
         return {"step": step, "epochs_run": res.epochs_run, "best_val": res.best_score,
                 "seconds": round(res.seconds, 2), "samples_per_s": round(res.samples_per_s, 1),
-                "precision": res.precision}
+                "precision": res.precision, "dropout": getattr(c, "dropout", None)}
