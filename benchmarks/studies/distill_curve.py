@@ -5,7 +5,7 @@ cosine to the teacher, the sentiment probe and WordNet retrieval.
     python -m edgesmith.benchmarks.studies.distill_curve [--recipe minilm-sentiment-full]
         [--points keep-024,keep-035,...] [--out runs/distill-curve] [--set KEY=VALUE ...]
     python -m edgesmith.benchmarks.studies.distill_curve --stage lowrank --recipe minilm-sentiment
-        [--points b32-3ep,b64-4ep,...]
+        [--points b64-5ep,b64-5ep-dropout,...]
 
 Every point is a real ``edgesmith run`` in a fresh process of the recipe cut after its
 ``distill`` stage (no export, no benchmark), with the point's ``--set`` overrides. The points
@@ -66,8 +66,10 @@ POINTS = {name: OPT + overrides for name, overrides in POINTS.items()}
 LOWRANK = "stages.lowrank"
 LOWRANK_POINTS: dict[str, list[str]] = {
     f"b{b}-{e}ep": [f"{LOWRANK}.batch_size={b}", f"{LOWRANK}.lr={lr}", f"{LOWRANK}.epochs={e}"]
-    for b, lr, e in ((32, "5e-4", 3), (64, "7e-4", 4), (32, "5e-4", 4), (128, "1e-3", 5))
+    for b, lr, e in ((32, "5e-4", 3), (64, "7e-4", 4), (32, "5e-4", 4), (128, "1e-3", 5), (64, "7e-4", 5))
 }
+# the shipped distillation with the student's own dropout (0.1) instead of none
+LOWRANK_POINTS["b64-5ep-dropout"] = [*LOWRANK_POINTS["b64-5ep"], f"{LOWRANK}.dropout=null"]
 STAGE_POINTS = {"distill": POINTS, "lowrank": LOWRANK_POINTS}
 
 

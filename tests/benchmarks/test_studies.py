@@ -108,7 +108,7 @@ def test_the_search_studies_fit_their_shipped_recipes(name):
 def test_the_lowrank_distillation_curve_fits_the_default_recipe(tmp_path: Path):
     """``distill_curve --stage lowrank``: every point loads against the shipped default (every key
     path and value checked), no two points train alike, every point keeps all of the recipe's
-    stages without export, and its ``b64-4ep`` point is the recipe's own distillation."""
+    stages without export, and its ``b64-5ep`` point is the recipe's own distillation."""
     proc = subprocess.run([sys.executable, "-m", "edgesmith.benchmarks.studies.distill_curve", "--stage", "lowrank",
                            "--recipe", "minilm-sentiment", "--out", str(tmp_path), "--plan"],
                           capture_output=True, text=True, timeout=120)
@@ -119,7 +119,8 @@ def test_the_lowrank_distillation_curve_fits_the_default_recipe(tmp_path: Path):
     def lowrank(r: dict) -> dict:
         return next(s for s in r["stages"] if s["kind"] == "lowrank")
 
-    assert len(points) == 4 and lowrank(points["b64-4ep"]) == lowrank(shipped)
+    assert len(points) == 6 and lowrank(points["b64-5ep"]) == lowrank(shipped)
+    assert lowrank(points["b64-5ep-dropout"]) == {k: v for k, v in lowrank(shipped).items() if k != "dropout"}
     assert len({json.dumps(lowrank(r), sort_keys=True) for r in points.values()}) == len(points)
     for r in points.values():
         assert [s["kind"] for s in r["stages"]] == [s["kind"] for s in shipped["stages"]] and r["export"]["formats"] == []
