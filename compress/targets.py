@@ -74,9 +74,14 @@ def teacher_outputs(teacher: nn.Module, task: Task, data: TensorSet, *, device: 
     Returns:
         The outputs on the CPU, one row per example of ``data``.
     """
-    distinct, inverse = _distinct(data)
-    if inverse is not None:
-        return teacher_outputs(teacher, task, distinct, device=device, cache_dir=cache_dir, stats=stats)[inverse]
+    data, inverse = _distinct(data)  # repeated rows: run once, then spread back
+    out = _cached_outputs(teacher, task, data, device, cache_dir, stats)
+    return out if inverse is None else out[inverse]
+
+
+def _cached_outputs(teacher: nn.Module, task: Task, data: TensorSet, device: str, cache_dir: Path | None,
+                    stats: dict | None) -> torch.Tensor:
+    """:func:`teacher_outputs` of rows that are all distinct."""
     if cache_dir is None or not len(data):
         return task.predict(teacher, data, device=device)
     folder = Path(cache_dir) / targets_key(teacher, task, data)
