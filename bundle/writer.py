@@ -359,12 +359,15 @@ def _exports(runner: Any) -> list[dict]:
 
 
 FIDELITY_KEYS = ("accuracy", "teacher_agreement", "cosine_to_teacher", "cosine_to_teacher_p05",
-                 "retrieval_r1", "retrieval_r10")
+                 "retrieval_r1", "retrieval_r10", "retrieval_r1_vs_teacher", "retrieval_r1_vs_teacher_lo",
+                 "retrieval_r1_vs_teacher_hi")
 FIDELITY_PROTOCOL = {
     "accuracy": "the probe's (or eval split's) accuracy, the same protocol for the teacher and every stage",
     "cosine_to_teacher": "mean cosine to the teacher's embedding on the held-out eval split; _p05: its 5th percentile",
     "retrieval": "held-out WordNet synsets (never in a distillation or vocabulary corpus): each example sentence "
-                 "must retrieve its own gloss among all held-out glosses by cosine; recall@1 and @10",
+                 "must retrieve its own gloss among all held-out glosses by cosine; recall@1 and @10; "
+                 "retrieval_r1_vs_teacher: recall@1 as a share of the teacher's on the same queries, _lo / _hi "
+                 "its 95% paired bootstrap interval",
 }
 
 
@@ -379,6 +382,8 @@ def fidelity(runner: Any) -> dict:
     t, f = rows.get("teacher", {}), rows.get(final, {})
     if t.get("retrieval_r1") and "retrieval_r1" in f:
         out["retrieval_r1_vs_teacher"] = round(f["retrieval_r1"] / t["retrieval_r1"], 4)
+        if "retrieval_r1_vs_teacher_lo" in f:
+            out["retrieval_r1_vs_teacher_ci"] = [round(f[f"retrieval_r1_vs_teacher_{b}"], 4) for b in ("lo", "hi")]
     return out
 
 

@@ -36,6 +36,7 @@ class RunContext:
         self._switched_by: str | None = None
         self.tokenizer = None
         self._teacher_eval: torch.Tensor | None = None
+        self._teacher_hits: torch.Tensor | None = None
         self._heads: dict[str, object] = {}
 
     # ------------------------------------------------------------- tokenizer
@@ -215,11 +216,34 @@ class RunContext:
         if self.probe is not None:
             metrics["accuracy"] = self.probe_metrics(model, name)
         if self.retrieval is not None:
-            from edgesmith.models.fidelity import retrieval_recall
+            from edgesmith.models.fidelity import paired_share, retrieval_ranks
 
             queries, docs = (self.task.predict(model, t, device=self.device) for t in self.retrieval)
-            metrics.update(retrieval_recall(queries, docs))
+            rank = retrieval_ranks(queries, docs)
+            metrics.update({f"retrieval_r{k}": float((rank < k).double().mean()) for k in (1, 10)})
+            if is_teacher and self._teacher_hits is None:
+                self._teacher_hits = rank < 1
+            teacher_hits = None if is_teacher else self.teacher_retrieval_hits()
+            if teacher_hits is not None and teacher_hits.any():
+                # R@1 as a share of the teacher's on the same queries, with its paired 95% interval:
+                # on a few hundred queries the interval spans several points, which a reader must see
+                share = paired_share((rank < 1).numpy(), teacher_hits.numpy())
+                metrics.update({"retrieval_r1_vs_teacher": share["share"], "retrieval_r1_vs_teacher_lo": share["share_lo"],
+                                "retrieval_r1_vs_teacher_hi": share["share_hi"]})
         return metrics
+
+    def teacher_retrieval_hits(self) -> torch.Tensor | None:
+        """Per held-out retrieval query, whether the teacher ranks its own document first
+        (computed once a run); None without a retrieval check or a teacher."""
+        if self._teacher_hits is None:
+            view = self.view("teacher")
+            if view.retrieval is None or self.teacher is None:
+                return None
+            from edgesmith.models.fidelity import retrieval_ranks
+
+            queries, docs = (view.task.predict(self.teacher, t, device=self.device) for t in view.retrieval)
+            self._teacher_hits = retrieval_ranks(queries, docs) < 1
+        return self._teacher_hits
 
     def probe_head(self, model: torch.nn.Module, name: str):
         """The logistic-regression head on ``model``'s frozen embeddings."""

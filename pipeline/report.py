@@ -88,10 +88,21 @@ def summary_table(summary: dict, width: int | None = None) -> Table:
         fid = [_fidelity_cell(k, m.get(k)) for k, _ in extra]
         t.add_row(row["name"], _params(row.get("params")), _mb(row.get("size_bytes")), _pct(m.get("accuracy")),
                   second_s, *fid, *lats, f"{row.get('seconds') or 0:.0f} s")
-    slower = slower_notes(summary)
-    if slower:
-        t.caption, t.caption_justify = "\n".join(f"▲ {n}" for n in slower), "left"
+    share = share_note(summary)
+    notes = [f"▲ {n}" for n in slower_notes(summary)] + ([share] if share else [])
+    if notes:
+        t.caption, t.caption_justify = "\n".join(notes), "left"
     return t
+
+
+def share_note(summary: dict) -> str | None:
+    """The last stage's R@1 as a share of the teacher's with its paired 95% interval, if measured."""
+    m = next((s.get("metrics") or {} for s in reversed(summary.get("stages") or []) if s.get("metrics")), {})
+    if "retrieval_r1_vs_teacher_lo" not in m:
+        return None
+    return (f"R@1: {m['retrieval_r1_vs_teacher']:.1%} of the teacher's on the same queries "
+            f"(95% paired bootstrap interval {m['retrieval_r1_vs_teacher_lo']:.1%} - "
+            f"{m['retrieval_r1_vs_teacher_hi']:.1%})")
 
 
 FIDELITY_COLUMNS = [("cosine_to_teacher_p05", "cosine p05"), ("retrieval_r1", "R@1"), ("retrieval_r10", "R@10")]

@@ -107,3 +107,23 @@ def test_each_finished_stage_prints_a_result_line():
     from edgesmith.pipeline import runner
 
     assert "log(stage_result_line(info))" in inspect.getsource(runner.Runner._run)
+
+
+def test_summary_caption_gives_the_r1_share_with_its_interval():
+    """An encoder's summary says its last stage's R@1 as a share of the teacher's, with the paired
+    interval (a few hundred queries leave several points of doubt), and still fits 80 columns."""
+    summary = {"recipe": "r", "out": "runs/r", "task": "embedding", "benchmarks": [],
+               "teacher": {"name": "teacher", "metrics": {"retrieval_r1": 0.3146, "retrieval_r10": 0.6}},
+               "stages": [{"name": "quantize", "metrics": {
+                   "retrieval_r1": 0.2886, "retrieval_r10": 0.58, "retrieval_r1_vs_teacher": 0.9172,
+                   "retrieval_r1_vs_teacher_lo": 0.8321, "retrieval_r1_vs_teacher_hi": 1.0066}}]}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_table(summary, width=80))
+    text = console.export_text()
+    assert max(len(ln.rstrip()) for ln in text.splitlines()) <= 80
+    flat = " ".join(text.split())
+    assert "R@1: 91.7% of the teacher's on the same queries (95% paired bootstrap interval 83.2% - 100.7%)" in flat
+    summary["stages"][0]["metrics"] = {"retrieval_r1": 0.2886}  # a stage measured before the share existed
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_table(summary, width=80))
+    assert "of the teacher's" not in console.export_text()

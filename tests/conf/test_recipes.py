@@ -149,12 +149,13 @@ def test_set_overrides_by_stage_name_and_index():
 
 
 def test_a_disabled_stage_stays_in_the_recipe_and_leaves_the_plan(tmp_path):
-    """``enabled: false`` (``--set stages.vocab.enabled=false``): no step, no folder; every other
-    step keeps its content key, so a finished run reuses them; the recipe round-trips it."""
+    """``enabled: false`` (the default recipe's vocab stage; ``--set stages.vocab.enabled=true``
+    turns it on): no step, no folder; every other step keeps its content key, so a finished run
+    reuses them; the recipe round-trips it."""
     from edgesmith.pipeline.plan import build_plan
 
-    on = load_recipe("minilm-sentiment")
-    off = load_recipe("minilm-sentiment", ["stages.vocab.enabled=false"])
+    on = load_recipe("minilm-sentiment", ["stages.vocab.enabled=true"])
+    off = load_recipe("minilm-sentiment")
     names = [s.name for s in build_plan(on, tmp_path)]
     assert [s.name for s in build_plan(off, tmp_path)] == [n for n in names if n != "vocab"]
     assert [c.kind for c in off.stage_configs] == [c.kind for c in on.stage_configs]

@@ -10,7 +10,7 @@ import torch
 from edgesmith.conf.recipe import SourceConfig
 from edgesmith.data.sources import load_source
 from edgesmith.data.texts import WORDNET_DIR, heldout_synset, wordnet_heldout
-from edgesmith.models.fidelity import cosine_stats, retrieval_recall
+from edgesmith.models.fidelity import cosine_stats, paired_share, retrieval_recall
 
 needs_wordnet = pytest.mark.skipif(not WORDNET_DIR.is_dir(), reason="Debian package wordnet-base not installed")
 
@@ -27,6 +27,36 @@ def test_retrieval_recall_exact():
     assert retrieval_recall(same, same, ks=(1, 5)) == {"retrieval_r1": 0.0, "retrieval_r5": 1.0}
     with pytest.raises(ValueError, match="one document per query"):
         retrieval_recall(queries, docs[:3])
+
+
+def test_paired_share_matches_a_resampling_bootstrap():
+    """R@1 as a share of the teacher's: the multinomial draw of the four outcome-pair counts
+    gives the interval a plain resampling of the queries gives; it is paired, so the queries
+    both models get right move together and the interval is narrower than unpaired draws give."""
+    import numpy as np
+
+    teacher = np.zeros(500, bool)
+    teacher[:150] = True
+    student = teacher.copy()
+    student[:15] = False  # 15 the teacher gets and the student misses, 5 the other way round
+    student[150:155] = True
+    r = paired_share(student, teacher)
+    assert r["share"] == pytest.approx(140 / 150) and r["discordant"] == 20 and r["queries"] == 500
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 500, (20_000, 500))
+    brute = student[idx].sum(1) / teacher[idx].sum(1)
+    lo, hi = np.quantile(brute, [0.025, 0.975])
+    assert r["share_lo"] == pytest.approx(lo, abs=0.006) and r["share_hi"] == pytest.approx(hi, abs=0.006), (r, lo, hi)
+    assert r["share_lo"] < r["share"] < r["share_hi"]
+    unpaired = student[rng.integers(0, 500, (20_000, 500))].sum(1) / teacher[idx].sum(1)
+    assert r["share_hi"] - r["share_lo"] < 0.6 * (np.quantile(unpaired, 0.975) - np.quantile(unpaired, 0.025))
+    # the same outcomes: share 1 with no spread
+    same = paired_share(teacher, teacher)
+    assert (same["share"], same["share_lo"], same["share_hi"], same["discordant"]) == (1.0, 1.0, 1.0, 0)
+    with pytest.raises(ValueError, match="same queries"):
+        paired_share(student[:10], teacher)
+    with pytest.raises(ValueError, match="gets no query right"):
+        paired_share(student, np.zeros(500, bool))
 
 
 def test_cosine_p05_exact():

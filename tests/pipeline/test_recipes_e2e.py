@@ -132,6 +132,9 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
         # the recipe distils once, in its lowrank stage (distill and prune epochs 0); on 300 texts this
         # test distils first and recovers after each cut at the gentle lr the mechanics were pinned with
         "probe.train=300", "probe.test=300", "stages.distill.epochs=2", "stages.prune.epochs=1",
+        # the vocab stage, off in the shipped recipe (it keeps the teacher's tokenizer), on here: its
+        # tokenizer switch and bundle in the default pipeline
+        "stages.vocab.enabled=true",
         "stages.prune.lr=2e-4", "stages.lowrank.epochs=1", "stages.lowrank.lr=2e-4", "stages.lowrank.batch_size=32",
         "benchmark.runtimes=[onnxruntime,litert,executorch]",
         "benchmark.eval_samples=100", *QUICK_BENCH,
@@ -189,6 +192,13 @@ def test_minilm_sentiment_subset(tmp_path, edgesmith_cache):
     fid = manifest["fidelity"]
     assert fid["final"] == "quantize" and set(fid["stages"]) == {"teacher", *(x["name"] for x in s["stages"])}
     assert fid["stages"]["vocab"]["retrieval_r1"] == s["stages"][3]["metrics"]["retrieval_r1"]
+    # each stage's R@1 as a share of the teacher's on the same queries, with its paired 95% interval
+    for x in s["stages"]:
+        m = x["metrics"]
+        assert m["retrieval_r1_vs_teacher"] == pytest.approx(m["retrieval_r1"] / t["retrieval_r1"]), m
+        assert m["retrieval_r1_vs_teacher_lo"] <= m["retrieval_r1_vs_teacher"] <= m["retrieval_r1_vs_teacher_hi"], m
+    lo, hi = fid["retrieval_r1_vs_teacher_ci"]
+    assert lo <= fid["retrieval_r1_vs_teacher"] <= hi and hi - lo > 0.02, fid
     # never ship a slower file: each int8 file's fp32 parent was measured on its runtime and the rule decided
     choices = s["bundle"]["speed_choices"]
     assert {"onnx", "tflite", "executorch"} <= set(choices), choices
