@@ -216,21 +216,29 @@ class RunContext:
         if self.probe is not None:
             metrics["accuracy"] = self.probe_metrics(model, name)
         if self.retrieval is not None:
-            from edgesmith.models.fidelity import paired_share, retrieval_ranks
-
             queries, docs = (self.task.predict(model, t, device=self.device) for t in self.retrieval)
-            rank = retrieval_ranks(queries, docs)
-            metrics.update({f"retrieval_r{k}": float((rank < k).double().mean()) for k in (1, 10)})
-            if is_teacher and self._teacher_hits is None:
-                self._teacher_hits = rank < 1
-            teacher_hits = None if is_teacher else self.teacher_retrieval_hits()
-            if teacher_hits is not None and teacher_hits.any():
-                # R@1 as a share of the teacher's on the same queries, with its paired 95% interval:
-                # on a few hundred queries the interval spans several points, which a reader must see
-                share = paired_share((rank < 1).numpy(), teacher_hits.numpy())
-                metrics.update({"retrieval_r1_vs_teacher": share["share"], "retrieval_r1_vs_teacher_lo": share["share_lo"],
-                                "retrieval_r1_vs_teacher_hi": share["share_hi"]})
+            metrics.update(self.retrieval_metrics(queries, docs, is_teacher))
         return metrics
+
+    def retrieval_metrics(self, queries: torch.Tensor, docs: torch.Tensor, is_teacher: bool = False) -> dict:
+        """R@1 and R@10 of a model's outputs on the held-out retrieval check and, for a
+        student, its R@1 as a share of the teacher's on the same queries with the share's
+        paired 95% interval (on a few hundred queries it spans several points, which a
+        reader must see)."""
+        from edgesmith.models.fidelity import paired_share, retrieval_ranks
+
+        rank = retrieval_ranks(queries, docs)
+        out = {f"retrieval_r{k}": float((rank < k).double().mean()) for k in (1, 10)}
+        if is_teacher:
+            if self._teacher_hits is None:
+                self._teacher_hits = rank < 1
+            return out
+        teacher_hits = self.teacher_retrieval_hits()
+        if teacher_hits is not None and teacher_hits.any():
+            share = paired_share((rank < 1).numpy(), teacher_hits.numpy())
+            out.update({"retrieval_r1_vs_teacher": share["share"], "retrieval_r1_vs_teacher_lo": share["share_lo"],
+                        "retrieval_r1_vs_teacher_hi": share["share_hi"]})
+        return out
 
     def teacher_retrieval_hits(self) -> torch.Tensor | None:
         """Per held-out retrieval query, whether the teacher ranks its own document first

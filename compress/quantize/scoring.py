@@ -35,10 +35,8 @@ def onnx_scorer(ctx, name: str, model, kind: str, fix: str):
         if probe is not None:
             m["accuracy"] = ctx.score_outputs(onnx_outputs(path, *probe, threads, optimize)[0], name, model, "probe")
         if retrieval is not None:  # the held-out retrieval check, on the file itself
-            from edgesmith.models.fidelity import retrieval_recall
-
             q, d = (torch.from_numpy(onnx_outputs(path, *r, threads, optimize)[0]) for r in retrieval)
-            m.update(retrieval_recall(q, d))
+            m.update(ctx.retrieval_metrics(q, d))
         return m, outs
 
     return score
