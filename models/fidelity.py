@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,7 +31,11 @@ def retrieval_recall(queries: torch.Tensor, docs: torch.Tensor, ks: tuple[int, .
     document ranked ahead of it), so a model that maps everything to one vector
     scores 0, not 1.
     """
-    rank = retrieval_ranks(queries, docs)
+    return recall_at(retrieval_ranks(queries, docs), ks)
+
+
+def recall_at(rank: torch.Tensor, ks: tuple[int, ...] = (1, 10)) -> dict:
+    """``retrieval_r{k}`` for each ``k``: the share of queries whose :func:`retrieval_ranks` rank is under ``k``."""
     return {f"retrieval_r{k}": float((rank < k).double().mean()) for k in ks}
 
 
@@ -63,8 +68,6 @@ def paired_share(hits, reference_hits, n_boot: int = 10_000, seed: int = 0, leve
         >>> round(r["share"], 3), r["share_lo"] < r["share"] < r["share_hi"] <= 1.0, r["discordant"]
         (0.667, True, 50)
     """
-    import numpy as np
-
     a = np.asarray(hits, dtype=bool).ravel()
     b = np.asarray(reference_hits, dtype=bool).ravel()
     if a.shape != b.shape or not a.size:

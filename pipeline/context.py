@@ -225,10 +225,10 @@ class RunContext:
         student, its R@1 as a share of the teacher's on the same queries with the share's
         paired 95% interval (on a few hundred queries it spans several points, which a
         reader must see)."""
-        from edgesmith.models.fidelity import paired_share, retrieval_ranks
+        from edgesmith.models.fidelity import paired_share, recall_at, retrieval_ranks
 
         rank = retrieval_ranks(queries, docs)
-        out = {f"retrieval_r{k}": float((rank < k).double().mean()) for k in (1, 10)}
+        out = recall_at(rank)
         if is_teacher:
             if self._teacher_hits is None:
                 self._teacher_hits = rank < 1
