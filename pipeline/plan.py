@@ -53,6 +53,9 @@ class Step:
             payload["teacher"] = recipe.teacher.to_dict()
             payload["probe"] = recipe.probe.to_dict() if recipe.probe else None
             payload["retrieval"] = getattr(recipe, "retrieval", None)  # every step's metrics include it
+            held = _wordnet_heldout_key(recipe)
+            if held is not None:  # which synsets the wordnet source and the check leave out (every step follows)
+                payload["wordnet_heldout"] = held
         elif self.kind == EXPORT:
             payload["export"] = recipe.export.to_dict()
         elif self.kind == BENCHMARK:
@@ -79,6 +82,21 @@ class StepResult:
         """A file stage's artifact (``quantize`` / ``qat``), else None."""
         path = self.info.get("path")
         return self.step.dir.parent / path if path and not path.endswith("model.safetensors") else None
+
+
+def _wordnet_heldout_key(recipe: Any) -> dict | None:
+    """The held-out WordNet split and retrieval pool size, for a recipe that reads the
+    ``wordnet`` source or runs the WordNet retrieval check on text; None otherwise (an
+    image recipe's keys do not move with it)."""
+    from edgesmith.data.sources import SOURCES
+    from edgesmith.data.texts import HELDOUT_PER_MILLE
+    from edgesmith.models.fidelity import RETRIEVAL_POOL
+
+    names = [s.name for s in recipe.data.sources]
+    text = any(n in SOURCES and SOURCES.get(n).kind == "text" for n in names)
+    if "wordnet" not in names and not (text and getattr(recipe, "retrieval", None) == "wordnet"):
+        return None
+    return {"per_mille": HELDOUT_PER_MILLE, "pool": RETRIEVAL_POOL}
 
 
 def build_plan(recipe: Any, out: Path) -> list[Step]:

@@ -10,7 +10,7 @@ import torch
 from edgesmith.conf.recipe import SourceConfig
 from edgesmith.data.sources import load_source
 from edgesmith.data.texts import WORDNET_DIR, heldout_synset, wordnet_heldout
-from edgesmith.models.fidelity import cosine_stats, paired_share, retrieval_recall
+from edgesmith.models.fidelity import cosine_stats, paired_share, retrieval_pools, retrieval_recall
 
 needs_wordnet = pytest.mark.skipif(not WORDNET_DIR.is_dir(), reason="Debian package wordnet-base not installed")
 
@@ -27,6 +27,20 @@ def test_retrieval_recall_exact():
     assert retrieval_recall(same, same, ks=(1, 5)) == {"retrieval_r1": 0.0, "retrieval_r5": 1.0}
     with pytest.raises(ValueError, match="one document per query"):
         retrieval_recall(queries, docs[:3])
+    # in pools of 2 (pairs 0, 2 and 1, 3): q2 now competes with d0 only (still above its own) and q3 with
+    # d1 only; q0's tie with d3 is gone
+    assert retrieval_recall(queries, docs, ks=(1, 2), pool=2) == {"retrieval_r1": 0.5, "retrieval_r2": 1.0}
+    # a pool as large as the list is the whole list
+    assert retrieval_recall(queries, docs, ks=(1, 2), pool=4) == retrieval_recall(queries, docs, ks=(1, 2), pool=500)
+
+
+def test_retrieval_pools_dealt_in_turn():
+    pools = retrieval_pools(1973)  # the held-out WordNet check: 4 pools of 493-494 documents
+    assert pools[:6].tolist() == [0, 1, 2, 3, 0, 1]
+    assert torch.bincount(pools).tolist() == [494, 493, 493, 493]
+    assert retrieval_pools(500).unique().tolist() == [0] and retrieval_pools(501).unique().tolist() == [0, 1]
+    with pytest.raises(ValueError, match="at least 1"):
+        retrieval_pools(10, pool=0)
 
 
 def test_paired_share_matches_a_resampling_bootstrap():
@@ -72,7 +86,7 @@ def test_cosine_p05_exact():
 @needs_wordnet
 def test_heldout_synsets_never_in_the_wordnet_source():
     pairs = wordnet_heldout()
-    assert len(pairs) == 499 and len({d for _, d in pairs}) == 499  # WordNet 3.0, 1.5% of synsets with examples
+    assert len(pairs) == 1973 and len({d for _, d in pairs}) == 1973  # WordNet 3.0, 6% of synsets with examples
     assert pairs == wordnet_heldout()  # deterministic: a hash of the synset id, no seed
     assert heldout_synset("noun:00001740") is False and heldout_synset("noun:00001740") == heldout_synset("noun:00001740")
     texts = set(load_source(SourceConfig("wordnet"))["train"].x)

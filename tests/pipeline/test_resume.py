@@ -105,3 +105,29 @@ def test_resolved_recipe_and_summary_written(reference):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["schema"] == 1
+
+
+def test_heldout_wordnet_split_is_part_of_the_keys(monkeypatch):
+    """A recipe that reads WordNet (or runs the retrieval check on text) gets new keys when
+    the held-out synsets or the retrieval pool change, so a resumed run never mixes
+    students trained or scored on another split; an image recipe keeps its keys."""
+    import edgesmith.data.texts as texts
+    import edgesmith.models.fidelity as fidelity
+    from edgesmith.conf.recipe import load_recipe
+    from edgesmith.pipeline.plan import build_plan
+
+    def keys(name):
+        recipe, prev, out = load_recipe(name), None, []
+        for step in build_plan(recipe, Path("run")):
+            prev = step.key(recipe, prev)
+            out.append(prev)
+        return out
+
+    text, image = keys("minilm-sentiment"), keys("fashion-mnist")
+    monkeypatch.setattr(texts, "HELDOUT_PER_MILLE", texts.HELDOUT_PER_MILLE + 1)
+    moved = keys("minilm-sentiment")
+    assert len(moved) == len(text) and not set(moved) & set(text)
+    monkeypatch.setattr(texts, "HELDOUT_PER_MILLE", texts.HELDOUT_PER_MILLE - 1)
+    assert keys("minilm-sentiment") == text
+    monkeypatch.setattr(fidelity, "RETRIEVAL_POOL", 1000)
+    assert keys("minilm-sentiment")[0] != text[0] and keys("fashion-mnist") == image
