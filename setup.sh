@@ -7,6 +7,20 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=${EDGESMITH_VENV:-.venv}
 
+# 0. Room for the venv (about 8 GB: torch, executorch, LiteRT, jax...) on a first install: fail early
+# and say so, rather than leave a half-installed venv and an OSError deep in pip's log.
+need_mb=${EDGESMITH_SETUP_NEED_MB:-10000}
+if [ ! -f "$VENV/.edgesmith-installed" ]; then
+  for where in "$(dirname "$VENV")" "${TMPDIR:-/tmp}"; do
+    while [ ! -d "$where" ]; do where=$(dirname "$where"); done  # the nearest folder that exists
+    free_mb=$(df -Pm "$where" | awk 'NR == 2 {print $4}')
+    if [ -n "$free_mb" ] && [ "$free_mb" -lt "$need_mb" ]; then
+      echo "[setup] only ${free_mb} MB free on the disk of $where; the venv needs about ${need_mb} MB: free some space (or set EDGESMITH_VENV / TMPDIR to a larger disk) and run ./setup.sh again" >&2
+      exit 2
+    fi
+  done
+fi
+
 # 1. Debian data packages used by the shipped recipes, chromium and sshd for tests.
 need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)

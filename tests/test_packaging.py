@@ -76,3 +76,16 @@ def test_wheel_builds_without_warnings_and_without_studies(tmp_path: Path):
     assert not [n for n in names if "studies" in n]
     assert "edgesmith/conf/recipes/digits-quick.yaml" in names and "edgesmith/benchmarks/dashboard.js" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_setup_refuses_a_first_install_without_room_for_the_venv(tmp_path: Path):
+    """Too little disk for the venv: one line naming the disk, the size and the fix, exit 2,
+    and no half-made venv (the check runs before apt-get or pip touch anything)."""
+    venv = tmp_path / "venv"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EDGESMITH_VENV": str(venv),
+           "EDGESMITH_SETUP_NEED_MB": str(10**12), "TMPDIR": str(tmp_path)}
+    r = subprocess.run(["bash", str(ROOT / "setup.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"the disk of {tmp_path}" in lines[0] and "free some space" in lines[0], r.stderr
+    assert r.stdout == "" and not venv.exists()
