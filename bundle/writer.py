@@ -364,8 +364,9 @@ FIDELITY_KEYS = ("accuracy", "teacher_agreement", "cosine_to_teacher", "cosine_t
 FIDELITY_PROTOCOL = {
     "accuracy": "the probe's (or eval split's) accuracy, the same protocol for the teacher and every stage",
     "cosine_to_teacher": "mean cosine to the teacher's embedding on the held-out eval split; _p05: its 5th percentile",
-    "retrieval": "held-out WordNet synsets (never in a distillation or vocabulary corpus): each example sentence "
-                 "must retrieve its own gloss among all held-out glosses by cosine; recall@1 and @10; "
+    "retrieval": "held-out WordNet synsets (never in a distillation or vocabulary corpus): each example "
+                 "sentence must retrieve its own gloss by cosine among the glosses of its pool of about 500; "
+                 "recall@1 and @10; "
                  "retrieval_r1_vs_teacher: recall@1 as a share of the teacher's on the same queries, _lo / _hi "
                  "its 95% paired bootstrap interval",
 }
